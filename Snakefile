@@ -1,0 +1,33 @@
+# slicepick: which slices to annotate next. The Snakefile only checks the config and includes rules.
+import sys
+
+import yaml
+from snakemake.utils import min_version, validate
+
+from slicepick.config import ConfigError, check_config
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+with open(workflow.source_path("config/schema.yaml")) as _schema_file:
+    _SCHEMA = yaml.safe_load(_schema_file)
+try:
+    check_config(config, _SCHEMA)
+except ConfigError as _err:
+    sys.exit(str(_err))
+validate(config, "config/schema.yaml")  # fills in the schema's defaults
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/rounds.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

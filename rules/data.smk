@@ -1,0 +1,28 @@
+# Data in: the synthetic generator (embedded default) and preparation into the slice store.
+
+
+if config["dataset"]["layout"] == "synthetic":
+
+    rule synthesize:
+        output:
+            directory(config["data_root"]),
+        params:
+            synthetic=config["dataset"]["synthetic"],
+        log:
+            f"{LOGS}/synthesize.log",
+        script:
+            "../scripts/synthesize.py"
+
+
+rule prepare:
+    input:
+        data=config["data_root"] if config["dataset"]["layout"] == "synthetic" else [],
+    output:
+        directory(STORE),
+    params:
+        data_root=config["data_root"],
+        dataset=config["dataset"],
+    log:
+        f"{LOGS}/prepare.log",
+    script:
+        "../scripts/prepare.py"

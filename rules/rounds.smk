@@ -1,0 +1,87 @@
+# The round loop per (method, seed, round): select -> train -> evaluate -> suggest -> ...
+
+
+rule initial_selection:
+    input:
+        store=STORE,
+        module=strategy_module,
+    output:
+        DS + "/runs/{method}/seed{seed}/round0/selection.csv",
+    params:
+        method_cfg=lambda w: method_cfg(w.method),
+        schedule=config["schedule"],
+    log:
+        LOGS + "/{method}/seed{seed}/initial_selection.log",
+    script:
+        "../scripts/initial_selection.py"
+
+
+rule train:
+    input:
+        store=STORE,
+        selection=RUN + "/selection.csv",
+        previous=previous_model,
+        module=strategy_module,
+    output:
+        model=RUN + "/model.pt",
+        log_csv=RUN + "/train_log.csv",
+    params:
+        method_cfg=lambda w: method_cfg(w.method),
+        unet=config["unet"],
+        training=config["training"],
+    log:
+        LOGS + "/{method}/seed{seed}/round{round}/train.log",
+    script:
+        "../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        store=STORE,
+        model=RUN + "/model.pt",
+        selection=RUN + "/selection.csv",
+    output:
+        RUN + "/metrics.csv",
+    params:
+        dataset=DATASET,
+        fraction=lambda w: round_fraction(w.method, w.round),
+        device=config["training"]["device"],
+        hd_percentile=config["evaluation"]["hd_percentile"],
+    log:
+        LOGS + "/{method}/seed{seed}/round{round}/evaluate.log",
+    script:
+        "../scripts/evaluate.py"
+
+
+rule suggest:
+    input:
+        store=STORE,
+        model=lambda w: RUN.format(method=w.method, seed=w.seed, round=int(w.round) - 1) + "/model.pt",
+        selection=lambda w: RUN.format(method=w.method, seed=w.seed, round=int(w.round) - 1) + "/selection.csv",
+        module=strategy_module,
+    output:
+        DS + "/runs/{method}/seed{seed}/round{round}/selection.csv",
+    wildcard_constraints:
+        round=r"[1-9]\d*",
+    params:
+        method_cfg=lambda w: method_cfg(w.method),
+        schedule=config["schedule"],
+        device=config["training"]["device"],
+    log:
+        LOGS + "/{method}/seed{seed}/round{round}/suggest.log",
+    script:
+        "../scripts/suggest.py"
+
+
+rule save_predictions:
+    input:
+        store=STORE,
+        model=RUN + "/model.pt",
+    output:
+        directory(RUN + "/predictions"),
+    params:
+        device=config["training"]["device"],
+    log:
+        LOGS + "/{method}/seed{seed}/round{round}/save_predictions.log",
+    script:
+        "../scripts/save_predictions.py"

@@ -1,0 +1,1 @@
+"""Data in: the synthetic generator, readers of the on-disk layouts, preparation."""

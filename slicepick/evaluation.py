@@ -1,0 +1,94 @@
+"""Evaluation: predict each test volume slice by slice, stack to 3D, score per region.
+
+Dice and HD95 (95th-percentile Hausdorff distance, millimetres) come from MONAI. MONAI leaves
+empty masks undefined (NaN); we follow the BraTS challenge convention so that means over cases
+stay honest:
+
+=================  ======  =========================================
+reference / pred   Dice    HD95 (mm)
+=================  ======  =========================================
+both empty         1.0     0.0
+one of them empty  0.0     the volume's diagonal (the worst possible)
+both non-empty     MONAI   MONAI, with the stored voxel spacing
+=================  ======  =========================================
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from monai.metrics import compute_dice, compute_hausdorff_distance
+
+from slicepick.training import predict_classes
+
+
+def region_masks(classes: np.ndarray, regions: dict, label_values) -> dict[str, np.ndarray]:
+    """Binary mask per region; a region is a set of raw label values (BraTS WT = {1, 2, 4})."""
+    index_of = {int(v): i for i, v in enumerate(label_values)}
+    return {name: np.isin(classes, [index_of[int(v)] for v in values]) for name, values in regions.items()}
+
+
+def dice_hd95(pred: np.ndarray, ref: np.ndarray, spacing_mm, percentile: float = 95.0) -> tuple[float, float]:
+    """Dice and Hausdorff distance (percentile, mm) of two binary masks of any dimension."""
+    pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
+    if not ref.any() and not pred.any():
+        return 1.0, 0.0
+    if not ref.any() or not pred.any():
+        diagonal = float(np.linalg.norm(np.array(ref.shape) * np.asarray(spacing_mm, float)))
+        return 0.0, diagonal
+    p = torch.as_tensor(pred[None, None], dtype=torch.float32)
+    r = torch.as_tensor(ref[None, None], dtype=torch.float32)
+    dice = float(compute_dice(p, r, include_background=True)[0, 0])
+    hd = float(compute_hausdorff_distance(p, r, include_background=True, percentile=percentile,
+                                          spacing=[float(s) for s in spacing_mm])[0, 0])
+    return dice, hd
+
+
+def evaluate_model(model, store, device, percentile: float = 95.0) -> pd.DataFrame:
+    """Per test case and region: Dice and HD (mm) on the 3D stack of 2D predictions."""
+    rows = []
+    meta = store.meta
+    for case in store.case_ids("test"):
+        ids = store.case_samples(case)
+        pred = np.moveaxis(predict_classes(model, store, ids, device), 0, -1)  # (H, W, Z)
+        ref = np.moveaxis(np.array(store.labels[ids]), 0, -1)
+        spacing = meta["cases"][case]["spacing_mm"]
+        pred_regions = region_masks(pred, meta["regions"], meta["label_values"])
+        ref_regions = region_masks(ref, meta["regions"], meta["label_values"])
+        for region in meta["regions"]:
+            dice, hd = dice_hd95(pred_regions[region], ref_regions[region], spacing, percentile)
+            rows.append({"case": case, "region": region, "dice": dice, "hd95": hd})
+    return pd.DataFrame(rows)
+
+
+def to_original_grid(classes_hwz: np.ndarray, case_meta: dict, label_values) -> np.ndarray:
+    """Undo resize, padding and blank-slice cropping: a raw label map on the input's grid."""
+    h, w = case_meta["padded_hw"]
+    vol = torch.as_tensor(np.moveaxis(classes_hwz, -1, 0)[:, None].astype(np.float32))
+    vol = F.interpolate(vol, size=(h, w), mode="nearest")[:, 0].numpy().astype(np.uint8)
+    (px0, px1), (py0, py1) = case_meta["pad"]
+    vol = vol[:, px0:h - px1, py0:w - py1]
+    out = np.zeros(case_meta["original_shape"], np.uint8)
+    z0, z1 = case_meta["z_range"]
+    out[..., z0:z1] = np.moveaxis(vol, 0, -1)
+    return np.asarray(label_values, dtype=np.int16)[out]
+
+
+def save_predictions(model, store, device, out_dir: str | Path) -> list[Path]:
+    """Each test case's prediction as NIfTI with the input's affine, for viewing beside the image."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for case in store.case_ids("test"):
+        ids = store.case_samples(case)
+        pred = np.moveaxis(predict_classes(model, store, ids, device), 0, -1)
+        cm = store.meta["cases"][case]
+        labels = to_original_grid(pred, cm, store.meta["label_values"])
+        path = out_dir / f"{case}_pred.nii.gz"
+        nib.save(nib.Nifti1Image(labels, np.array(cm["affine"])), path)
+        written.append(path)
+    return written

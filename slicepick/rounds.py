@@ -1,0 +1,143 @@
+"""The round loop, one function per workflow step (initial selection, train, evaluate, suggest).
+
+Each step reads and writes files only, so Snakemake can track every arrow. Selection files
+(``selection.csv``: sample_id, case, z, round_added) hold the annotated set used to train round k.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from slicepick.data.prepare import SliceStore
+from slicepick.models import build_unet, load_model, pick_device, save_model, unet_spec
+from slicepick.seeding import rng_for, stream_seed
+from slicepick.strategies import get_strategy, module_name
+from slicepick.strategies.base import SuggestionContext, random_start
+from slicepick.training import TrainConfig, fingerprint, train_segmentation
+from slicepick.evaluation import evaluate_model
+
+log = logging.getLogger(__name__)
+
+
+def budget_sizes(schedule, n_pool: int) -> list[int]:
+    """Cumulative number of annotated samples per round from cumulative fractions of the pool."""
+    return [min(n_pool, max(1, int(round(f * n_pool)))) for f in schedule]
+
+
+def read_selection(path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def write_selection(path, store: SliceStore, ids_by_round: pd.DataFrame) -> None:
+    """Write atomically: an interrupted job leaves no half-written selection."""
+    ids_by_round = ids_by_round.sort_values(["round_added", "sample_id"])
+    index = store.index.set_index("sample_id")
+    out = pd.DataFrame({
+        "sample_id": ids_by_round.sample_id.astype(int).to_numpy(),
+        "case": index.loc[ids_by_round.sample_id, "case"].to_numpy(),
+        "z": index.loc[ids_by_round.sample_id, "z"].to_numpy(),
+        "round_added": ids_by_round.round_added.astype(int).to_numpy(),
+    })
+    tmp = Path(str(path) + ".tmp")
+    out.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def make_initial_selection(store_dir, out_csv, *, method: str, method_cfg: dict, seed: int, schedule) -> None:
+    """Round 0: the seeded random start, identical for every method of a seed (pairs comparisons)."""
+    store = SliceStore(store_dir)
+    pool = store.pool_ids
+    n0 = budget_sizes(schedule, len(pool))[0]
+    strategy = get_strategy(module_name(method, method_cfg))
+    if hasattr(strategy, "initial_selection"):
+        ctx = SuggestionContext(store, np.array([], int), pool, np.array([], int), -1, rng_for(seed, "start"), method_cfg)
+        ids = strategy.initial_selection(ctx, n0)
+    else:
+        ids = random_start(pool, n0, rng_for(seed, "start"))
+    write_selection(out_csv, store, pd.DataFrame({"sample_id": ids, "round_added": 0}))
+    log.info("%s seed %d: initial selection of %d of %d pool samples", method, seed, len(ids), len(pool))
+
+
+def train_round(store_dir, selection_csv, out_model, out_log, *, previous_model=None, method: str,
+                method_cfg: dict, seed: int, round_index: int, unet_features, training: dict,
+                device: str = "auto") -> None:
+    """Fine-tune the previous round's model (or a new U-Net at round 0) on the annotated set."""
+    store = SliceStore(store_dir)
+    dev = pick_device(device)
+    selection = read_selection(selection_csv)
+    run_seed = stream_seed(seed, method, round_index)
+    torch.manual_seed(run_seed)  # network initialisation at round 0
+    if previous_model is not None:
+        model, _ = load_model(previous_model, dev)
+        spec = _spec_of(previous_model)
+    else:
+        spec = unet_spec(store.n_channels, store.n_classes, unet_features)
+        model = build_unet(spec["in_channels"], spec["n_classes"], spec["features"])
+    epochs = int(method_cfg.get("epochs", training["epochs_per_round"]))
+    cfg = TrainConfig(epochs=epochs, batch_size=int(training["batch_size"]), lr=float(training["lr"]),
+                      augment=training.get("augment", {}), seed=run_seed)
+    run_id = fingerprint(selection=selection.sample_id.tolist(), previous=str(previous_model), epochs=epochs,
+                         cfg=cfg.__dict__, spec=spec)
+    out_model = Path(out_model)
+    log.info("%s seed %d round %d: training on %d samples for %d epochs on %s", method, seed, round_index,
+             len(selection), epochs, dev)
+    train_segmentation(model, store, selection.sample_id.to_numpy(), cfg, device=dev, log_csv=out_log,
+                       checkpoint=out_model.with_name("checkpoint.pt"), run_id=run_id)
+    save_model(out_model, model, spec)
+    out_model.with_name("checkpoint.pt").unlink(missing_ok=True)
+
+
+def _spec_of(model_path) -> dict:
+    return torch.load(model_path, map_location="cpu", weights_only=True)["spec"]
+
+
+def evaluate_round(store_dir, model_path, selection_csv, out_csv, *, dataset: str, method: str, seed: int,
+                   round_index: int, fraction: float, device: str = "auto", hd_percentile: float = 95.0) -> None:
+    store = SliceStore(store_dir)
+    dev = pick_device(device)
+    model, _ = load_model(model_path, dev)
+    scores = evaluate_model(model, store, dev, hd_percentile)
+    n_annotated = len(read_selection(selection_csv))
+    scores.insert(0, "n_annotated", n_annotated)
+    scores.insert(0, "fraction", fraction)
+    scores.insert(0, "round", round_index)
+    scores.insert(0, "seed", seed)
+    scores.insert(0, "method", method)
+    scores.insert(0, "dataset", dataset)
+    tmp = Path(str(out_csv) + ".tmp")
+    scores.to_csv(tmp, index=False)
+    tmp.replace(out_csv)
+    summary = scores.groupby("region")[["dice", "hd95"]].mean()
+    log.info("%s seed %d round %d (%d annotated): %s", method, seed, round_index, n_annotated,
+             "; ".join(f"{r} Dice {v.dice:.3f} HD95 {v.hd95:.1f} mm" for r, v in summary.iterrows()))
+
+
+def suggest_next(store_dir, model_path, selection_csv, out_csv, *, method: str, method_cfg: dict, seed: int,
+                 round_index: int, schedule, inputs: dict | None = None, device: str = "auto") -> None:
+    """The method picks the samples that join the annotated set for round ``round_index + 1``."""
+    store = SliceStore(store_dir)
+    strategy = get_strategy(module_name(method, method_cfg))
+    dev = pick_device(device)
+    selection = read_selection(selection_csv)
+    annotated = selection.sample_id.to_numpy()
+    pool = store.pool_ids
+    unannotated = np.setdiff1d(pool, annotated)
+    last_added = selection.loc[selection.round_added == selection.round_added.max(), "sample_id"].to_numpy()
+    k = budget_sizes(schedule, len(pool))[round_index + 1] - len(annotated)
+    model = None
+    if getattr(strategy, "USES_MODEL", True):
+        model, _ = load_model(model_path, dev)
+        model.eval()
+    ctx = SuggestionContext(store, annotated, unannotated, last_added, round_index,
+                            rng_for(seed, method, "suggest", round_index), method_cfg, model, dev, inputs or {})
+    new = strategy.suggest(max(k, 0), ctx)
+    if len(set(new)) != len(new) or not set(new) <= set(unannotated.tolist()):
+        raise RuntimeError(f"strategy {method} returned duplicate or already annotated samples")
+    added = pd.DataFrame({"sample_id": new, "round_added": round_index + 1})
+    write_selection(out_csv, store, pd.concat([selection[["sample_id", "round_added"]], added]))
+    log.info("%s seed %d: suggested %d samples after round %d (%d annotated now)", method, seed, len(new),
+             round_index, len(annotated) + len(new))

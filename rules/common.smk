@@ -5,7 +5,7 @@ RESULTS = config["results_dir"]
 DATASET = config["dataset"]["name"]
 DS = f"{RESULTS}/{DATASET}"
 STORE = f"{DS}/prepared"
-RUN = DS + "/runs/{method}/seed{seed}/round{round}"
+RUN = f"{DS}/runs/{{method}}/seed{{seed}}/round{{round}}"
 LOGS = f"logs/{DATASET}"
 METHODS = list(config["methods"])
 SEEDS = config["seeds"]
@@ -15,6 +15,15 @@ wildcard_constraints:
     method="|".join(METHODS),
     seed=r"\d+",
     round=r"\d+",
+
+
+def round_file(method, seed, round_index, name):
+    return f"{DS}/runs/{method}/seed{seed}/round{round_index}/{name}"
+
+
+def data_root(wildcards, input):
+    """The synthetic data folder is a tracked input; real data is only read."""
+    return input.data or config["data_root"]
 
 
 def method_cfg(method):
@@ -36,7 +45,7 @@ def previous_model(wildcards):
     k = int(wildcards.round)
     if k == 0:
         return []
-    return RUN.format(method=wildcards.method, seed=wildcards.seed, round=k - 1) + "/model.pt"
+    return round_file(wildcards.method, wildcards.seed, k - 1, "model.pt")
 
 
 def round_fraction(method, round_index):
@@ -45,7 +54,7 @@ def round_fraction(method, round_index):
 
 def all_metrics():
     return [
-        RUN.format(method=m, seed=s, round=k) + "/metrics.csv"
+        round_file(m, s, k, "metrics.csv")
         for m in METHODS
         for s in SEEDS
         for k in range(n_rounds(m))
@@ -60,7 +69,7 @@ def final_outputs():
     ]
     if config["evaluation"]["save_predictions"]:
         outputs += [
-            RUN.format(method=m, seed=s, round=n_rounds(m) - 1) + "/predictions"
+            round_file(m, s, n_rounds(m) - 1, "predictions")
             for m in METHODS
             for s in SEEDS
         ]

@@ -8,6 +8,8 @@ if config["dataset"]["layout"] == "synthetic":
             directory(config["data_root"]),
         params:
             synthetic=config["dataset"]["synthetic"],
+        conda:
+            "../envs/slicepick.yaml"
         log:
             f"{LOGS}/synthesize.log",
         script:
@@ -20,8 +22,10 @@ rule prepare:
     output:
         directory(STORE),
     params:
-        data_root=config["data_root"],
+        data_root=data_root,
         dataset=config["dataset"],
+    conda:
+        "../envs/slicepick.yaml"
     log:
         f"{LOGS}/prepare.log",
     script:

@@ -17,6 +17,8 @@ rule aggregate:
         curves_png=f"{DS}/figures/learning_curves.png",
     params:
         hd_percentile=config["evaluation"]["hd_percentile"],
+    conda:
+        "../envs/slicepick.yaml"
     log:
         f"{LOGS}/aggregate.log",
     script:

@@ -6,12 +6,14 @@ rule initial_selection:
         store=STORE,
         module=strategy_module,
     output:
-        DS + "/runs/{method}/seed{seed}/round0/selection.csv",
+        f"{DS}/runs/{{method}}/seed{{seed}}/round0/selection.csv",
     params:
         method_cfg=lambda w: method_cfg(w.method),
         schedule=config["schedule"],
+    conda:
+        "../envs/slicepick.yaml"
     log:
-        LOGS + "/{method}/seed{seed}/initial_selection.log",
+        f"{LOGS}/{{method}}/seed{{seed}}/initial_selection.log",
     script:
         "../scripts/initial_selection.py"
 
@@ -19,18 +21,20 @@ rule initial_selection:
 rule train:
     input:
         store=STORE,
-        selection=RUN + "/selection.csv",
+        selection=f"{RUN}/selection.csv",
         previous=previous_model,
         module=strategy_module,
     output:
-        model=RUN + "/model.pt",
-        log_csv=RUN + "/train_log.csv",
+        model=f"{RUN}/model.pt",
+        log_csv=f"{RUN}/train_log.csv",
     params:
         method_cfg=lambda w: method_cfg(w.method),
         unet=config["unet"],
         training=config["training"],
+    conda:
+        "../envs/slicepick.yaml"
     log:
-        LOGS + "/{method}/seed{seed}/round{round}/train.log",
+        f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/train.log",
     script:
         "../scripts/train.py"
 
@@ -38,17 +42,19 @@ rule train:
 rule evaluate:
     input:
         store=STORE,
-        model=RUN + "/model.pt",
-        selection=RUN + "/selection.csv",
+        model=f"{RUN}/model.pt",
+        selection=f"{RUN}/selection.csv",
     output:
-        RUN + "/metrics.csv",
+        f"{RUN}/metrics.csv",
     params:
         dataset=DATASET,
         fraction=lambda w: round_fraction(w.method, w.round),
         device=config["training"]["device"],
         hd_percentile=config["evaluation"]["hd_percentile"],
+    conda:
+        "../envs/slicepick.yaml"
     log:
-        LOGS + "/{method}/seed{seed}/round{round}/evaluate.log",
+        f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/evaluate.log",
     script:
         "../scripts/evaluate.py"
 
@@ -56,19 +62,21 @@ rule evaluate:
 rule suggest:
     input:
         store=STORE,
-        model=lambda w: RUN.format(method=w.method, seed=w.seed, round=int(w.round) - 1) + "/model.pt",
-        selection=lambda w: RUN.format(method=w.method, seed=w.seed, round=int(w.round) - 1) + "/selection.csv",
+        model=lambda w: round_file(w.method, w.seed, int(w.round) - 1, "model.pt"),
+        selection=lambda w: round_file(w.method, w.seed, int(w.round) - 1, "selection.csv"),
         module=strategy_module,
     output:
-        DS + "/runs/{method}/seed{seed}/round{round}/selection.csv",
+        f"{RUN}/selection.csv",
     wildcard_constraints:
         round=r"[1-9]\d*",
     params:
         method_cfg=lambda w: method_cfg(w.method),
         schedule=config["schedule"],
         device=config["training"]["device"],
+    conda:
+        "../envs/slicepick.yaml"
     log:
-        LOGS + "/{method}/seed{seed}/round{round}/suggest.log",
+        f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/suggest.log",
     script:
         "../scripts/suggest.py"
 
@@ -76,12 +84,14 @@ rule suggest:
 rule save_predictions:
     input:
         store=STORE,
-        model=RUN + "/model.pt",
+        model=f"{RUN}/model.pt",
     output:
-        directory(RUN + "/predictions"),
+        directory(f"{RUN}/predictions"),
     params:
         device=config["training"]["device"],
+    conda:
+        "../envs/slicepick.yaml"
     log:
-        LOGS + "/{method}/seed{seed}/round{round}/save_predictions.log",
+        f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/save_predictions.log",
     script:
         "../scripts/save_predictions.py"

@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny prepared slice store and a way to run the real workflow."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "workflow_tests" / "config_tiny.yaml"
+MODALITIES = ["t1", "t1ce", "t2", "flair"]
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory) -> Path:
+    from slicepick.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("raw")
+    generate_dataset(root, n_cases=4, shape=(32, 32, 20), seed=5)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_raw, tmp_path_factory):
+    from slicepick.data.prepare import SliceStore, prepare_dataset
+    from slicepick.data.readers import find_cases
+
+    out = tmp_path_factory.mktemp("store") / "prepared"
+    prepare_dataset(find_cases("brats", tiny_raw, {"modalities": MODALITIES}), out, modalities=MODALITIES,
+                    label_values=[0, 1, 2, 4], regions={"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]},
+                    test_fraction=0.25, split_seed=0)
+    return SliceStore(out)
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout: int = 900,
+              check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` (outputs stay there), as a user would."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    return proc

@@ -1,0 +1,43 @@
+"""Bad configs stop the workflow at start-up with one line naming the field."""
+import pytest
+import yaml
+
+from conftest import TINY_CONFIG, snakemake
+
+
+def _with(tmp_path, edit):
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    edit(cfg)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+CASES = {
+    "wrong key": (lambda c: c["training"].update(learning_rate=0.1),
+                  "config: training.learning_rate: unknown key"),
+    "schedule does not increase": (lambda c: c.update(schedule=[0.1, 0.3, 0.2]),
+                                   "config: schedule.2: 0.2 does not increase on 0.3"),
+    "fraction above 1": (lambda c: c.update(schedule=[0.1, 1.5]), "config: schedule.1: 1.5 is greater than the maximum of 1"),
+    "fraction zero": (lambda c: c.update(schedule=[0.0, 0.5]), "config: schedule.0: 0.0 is less than or equal to the minimum of 0"),
+    "unknown method": (lambda c: c["methods"].update(oracel={}), "config: methods.oracel: unknown method 'oracel'"),
+    "unknown module": (lambda c: c["methods"].update(abl={"module": "nope"}), "config: methods.abl: unknown method 'nope'"),
+    "region label not declared": (lambda c: c["dataset"]["regions"].update(XX=[7]),
+                                  "config: dataset.regions.XX: label values [7] are not in dataset.label_values"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_config_gives_one_clear_line(case, tmp_path):
+    edit, expected = CASES[case]
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("config: ")]
+    assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_good_config_fills_defaults_and_plans(tmp_path):
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, lambda c: c.pop("evaluation")))
+    assert "Job stats" in proc.stdout and "train" in proc.stdout

@@ -1,0 +1,92 @@
+"""The strategy contract, parametrised over the registry, and each strategy's own behaviour."""
+import numpy as np
+import pytest
+import torch
+
+from slicepick.seeding import rng_for
+from slicepick.strategies import available, declared, get_strategy
+from slicepick.strategies.base import SuggestionContext, random_start
+from slicepick.strategies.oracle import per_sample_dice
+
+# Strategies with inputs beyond the segmentation model (e.g. VAE latents) have their own tests.
+ITERATIVE = [name for name in available() if not declared(name, "SINGLE_ROUND", False)
+             and not declared(name, "EXTRA_INPUTS", None)]
+
+
+class PerfectOnOddIds(torch.nn.Module):
+    """Predicts the reference on some samples and background elsewhere: oracle must pick the latter."""
+
+    def __init__(self, store, good_ids):
+        super().__init__()
+        self.store, self.good = store, set(int(i) for i in good_ids)
+        self.lookup = {}
+
+    def forward(self, images):
+        out = []
+        for img in images:
+            sid = next(i for i in range(len(self.store.images)) if np.array_equal(self.store.images[i], img.numpy()))
+            label = torch.as_tensor(np.array(self.store.labels[sid]), dtype=torch.long)
+            if sid not in self.good:
+                label = torch.zeros_like(label)
+            out.append(torch.nn.functional.one_hot(label, 4).permute(2, 0, 1).float())
+        return torch.stack(out)
+
+
+def _ctx(store, annotated, seed=0, model=None):
+    pool = store.pool_ids
+    return SuggestionContext(store, np.asarray(annotated), np.setdiff1d(pool, annotated), np.asarray(annotated), 0,
+                             rng_for(seed, "test"), {}, model, "cpu")
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_contract(name, tiny_store):
+    strategy = get_strategy(name)
+    model = PerfectOnOddIds(tiny_store, tiny_store.pool_ids[1::2])
+    annotated = tiny_store.pool_ids[:5]
+    ids = strategy.suggest(6, _ctx(tiny_store, annotated, model=model))
+    assert len(ids) == 6 and len(set(ids)) == 6
+    assert not set(ids) & set(annotated.tolist())
+    assert set(ids) <= set(tiny_store.pool_ids.tolist())
+    assert ids == strategy.suggest(6, _ctx(tiny_store, annotated, model=model))
+    with pytest.raises(ValueError, match="unannotated samples remain"):
+        strategy.suggest(len(tiny_store.pool_ids), _ctx(tiny_store, annotated, model=model))
+
+
+def test_random_differs_across_seeds(tiny_store):
+    strategy = get_strategy("random")
+    a = strategy.suggest(8, _ctx(tiny_store, tiny_store.pool_ids[:3], seed=0))
+    b = strategy.suggest(8, _ctx(tiny_store, tiny_store.pool_ids[:3], seed=1))
+    assert a != b
+
+
+def test_oracle_picks_the_lowest_dice_samples(tiny_store):
+    pool = tiny_store.pool_ids
+    labels = np.array(tiny_store.labels[pool])
+    has_tumour = pool[labels.reshape(len(pool), -1).max(1) > 0]
+    bad = has_tumour[:4]  # the model misses the tumour here (Dice 0); elsewhere it is perfect (Dice 1)
+    model = PerfectOnOddIds(tiny_store, np.setdiff1d(pool, bad))
+    ids = get_strategy("oracle").suggest(4, _ctx(tiny_store, [], model=model))
+    assert sorted(ids) == sorted(bad.tolist())
+
+
+def test_per_sample_dice_by_hand():
+    ref = np.zeros((2, 4, 4), np.uint8)
+    ref[:, :2, :2] = 1
+    pred = ref.copy()
+    pred[1, 0, :] = 1  # sample 1: 4 reference voxels, 6 predicted, 4 shared: Dice 8/10 for class 1
+    d = per_sample_dice(pred, ref, 2)
+    assert d[0] == pytest.approx(1.0) and d[1] == pytest.approx(0.8)
+
+
+def test_unknown_strategy_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown strategy 'randm'; available: .*random"):
+        get_strategy("randm")
+
+
+def test_random_start_is_seeded_and_full_takes_the_pool(tiny_store):
+    pool = tiny_store.pool_ids
+    assert np.array_equal(random_start(pool, 5, rng_for(0, "start")), random_start(pool, 5, rng_for(0, "start")))
+    assert not np.array_equal(random_start(pool, 5, rng_for(0, "start")), random_start(pool, 5, rng_for(1, "start")))
+    full = get_strategy("full").initial_selection(_ctx(tiny_store, []), 5)
+    assert np.array_equal(full, np.sort(pool))
+    assert declared("full", "SINGLE_ROUND") is True

@@ -17,7 +17,7 @@ from slicepick.strategies import get_strategy
 from slicepick.strategies.base import SuggestionContext
 from slicepick.strategies.ggs import choose_along_gradient, ggs_params, gradient_step, latent_step
 from slicepick.training import dice_loss
-from slicepick.vae import build_vae, encode, save_vae
+from slicepick.vae import build_vae, encode, encode_images, save_vae
 
 
 def choose(z, z_prime, latents, k=1, ids=None, seed=0, **kw):
@@ -168,6 +168,23 @@ def test_latent_step_resolves_steps_below_float32_resolution():
     step = latent_step(vae, x, x_prime)
     assert step.shape == (2, 2) and np.all(np.abs(step) > 0)  # ... but not in the latent step
 
+
+
+def test_latent_step_follows_the_encoder_jacobian():
+    """E(x') - E(x) in float64 is eta * J_E(x) g to first order; in float32 it would be rounding noise."""
+    torch.manual_seed(1)
+    unet = build_unet(2, 3, (2, 2, 4, 4, 4, 2)).eval()
+    vae = build_vae(2, 16, 16, 3, (2, 4, 4, 8)).eval()
+    x, y = torch.randn(4, 2, 16, 16), torch.randint(0, 3, (4, 16, 16))
+    eta = 1e-3
+    x_prime = gradient_step(unet, x, y, eta)
+    step = latent_step(vae, x, x_prime)
+    g = (x_prime - x.double()) / eta
+    x64 = x.double().requires_grad_(True)
+    z = encode_images(vae.double(), x64)  # (B, d); samples are independent in eval mode
+    jacobian_times_g = torch.stack([(torch.autograd.grad(z[:, i].sum(), x64, retain_graph=True)[0] * g)
+                                    .flatten(1).sum(1) for i in range(z.shape[1])], 1)
+    np.testing.assert_allclose(step, eta * jacobian_times_g.detach().numpy(), rtol=1e-4, atol=0)
 
 # --- the whole suggestion on a tiny store -----------------------------------------------------------
 

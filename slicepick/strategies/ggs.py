@@ -12,7 +12,8 @@ the first whose direction from z lies within the angle of the gradient direction
     cos(z_j - z, z' - z) >= angular_threshold
 
 The walk uses a KD-tree over the unannotated latents (scikit-learn's ``KDTree``, the index behind
-``NearestNeighbors(algorithm="kd_tree")``, used directly: its per-query overhead is ~100x smaller)
+``NearestNeighbors(algorithm="kd_tree")``, used directly: 0.3 ms against 1.3 ms per query measured
+on 40k 3-D latents, and the walks make many single-point queries)
 and asks it for ``search_k``, then 2x, 4x, ... nearest neighbours of z' until a candidate
 qualifies, so a suggestion costs a few tree queries, not a pass over the pool. The first query of
 every source goes to the tree in one call.

@@ -23,6 +23,7 @@ validate(config, "config/schema.yaml")  # fills in the schema's defaults
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/vae.smk"
 include: "rules/rounds.smk"
 include: "rules/report.smk"
 

@@ -8,11 +8,13 @@ STORE = f"{DS}/prepared"
 RUN = f"{DS}/runs/{{method}}/seed{{seed}}/round{{round}}"
 LOGS = f"logs/{DATASET}"
 METHODS = list(config["methods"])
+VARIANTS = config["ablations"]["variants"]  # ablation-only methods: run by the `ablations` target
 SEEDS = config["seeds"]
 
 
 wildcard_constraints:
-    method="|".join(METHODS),
+    method="|".join([*METHODS, *VARIANTS]),
+    dim=r"\d+",
     seed=r"\d+",
     round=r"\d+",
 
@@ -27,7 +29,28 @@ def data_root(wildcards, input):
 
 
 def method_cfg(method):
-    return config["methods"][method] or {}
+    """The method's config block; latent-space methods also get the latent size they use."""
+    block = dict((config["methods"].get(method) if method in config["methods"] else VARIANTS[method]) or {})
+    if declared(module_name(method, block), "INPUTS"):
+        block.setdefault("latent_dim", config["vae"]["latent_dim"])
+    return block
+
+
+def method_inputs_of(method):
+    return declared(module_name(method, method_cfg(method)), "INPUTS") or ()
+
+
+def vae_file(dim, name):
+    return f"{DS}/vae/z{dim}/{name}"
+
+
+def method_inputs(wildcards):
+    """Files a method reads besides the model: the VAE and its latents for latent-space methods."""
+    block = method_cfg(wildcards.method)
+    wanted = method_inputs_of(wildcards.method)
+    files = {"vae": vae_file(block.get("latent_dim"), "model.pt"),
+             "latents": vae_file(block.get("latent_dim"), "latents.npy")}
+    return {name: files[name] for name in wanted}
 
 
 def strategy_module(wildcards):
@@ -52,13 +75,22 @@ def round_fraction(method, round_index):
     return 1.0 if n_rounds(method) == 1 else config["schedule"][int(round_index)]
 
 
-def all_metrics():
+def all_metrics(methods=METHODS):
     return [
         round_file(m, s, k, "metrics.csv")
-        for m in METHODS
+        for m in methods
         for s in SEEDS
         for k in range(n_rounds(m))
     ]
+
+
+def latent_methods(methods=METHODS):
+    """Methods that walk the VAE latent space and get a latent-space figure (GGS, Fig. 5)."""
+    return [m for m in methods if module_name(m, method_cfg(m)) == "ggs"]
+
+
+def last_round_selections(method):
+    return round_file(method, SEEDS[0], n_rounds(method) - 1, "selection.csv")
 
 
 def final_outputs():
@@ -67,6 +99,9 @@ def final_outputs():
         f"{DS}/tables/summary.md",
         f"{DS}/figures/learning_curves.png",
     ]
+    outputs += [f"{DS}/figures/latent_space_{m}.png" for m in latent_methods()]
+    dims = {method_cfg(m)["latent_dim"] for m in METHODS if method_inputs_of(m)}
+    outputs += [vae_file(d, "reconstructions.png") for d in sorted(dims)]
     if config["evaluation"]["save_predictions"]:
         outputs += [
             round_file(m, s, n_rounds(m) - 1, "predictions")

@@ -3,6 +3,7 @@
 
 rule initial_selection:
     input:
+        unpack(method_inputs),
         store=STORE,
         module=strategy_module,
     output:
@@ -61,6 +62,7 @@ rule evaluate:
 
 rule suggest:
     input:
+        unpack(method_inputs),
         store=STORE,
         model=lambda w: round_file(w.method, w.seed, int(w.round) - 1, "model.pt"),
         selection=lambda w: round_file(w.method, w.seed, int(w.round) - 1, "selection.csv"),

@@ -47,14 +47,16 @@ def write_selection(path, store: SliceStore, ids_by_round: pd.DataFrame) -> None
     tmp.replace(path)
 
 
-def make_initial_selection(store_dir, out_csv, *, method: str, method_cfg: dict, seed: int, schedule) -> None:
+def make_initial_selection(store_dir, out_csv, *, method: str, method_cfg: dict, seed: int, schedule,
+                           inputs: dict | None = None) -> None:
     """Round 0: the seeded random start, identical for every method of a seed (pairs comparisons)."""
     store = SliceStore(store_dir)
     pool = store.pool_ids
     n0 = budget_sizes(schedule, len(pool))[0]
     strategy = get_strategy(module_name(method, method_cfg))
     if hasattr(strategy, "initial_selection"):
-        ctx = SuggestionContext(store, np.array([], int), pool, np.array([], int), -1, rng_for(seed, "start"), method_cfg)
+        ctx = SuggestionContext(store, np.array([], int), pool, np.array([], int), -1, rng_for(seed, "start"),
+                                method_cfg, inputs=inputs or {})
         ids = strategy.initial_selection(ctx, n0)
     else:
         ids = random_start(pool, n0, rng_for(seed, "start"))

@@ -10,7 +10,7 @@ from slicepick.strategies.oracle import per_sample_dice
 
 # Strategies with inputs beyond the segmentation model (e.g. VAE latents) have their own tests.
 ITERATIVE = [name for name in available() if not declared(name, "SINGLE_ROUND", False)
-             and not declared(name, "EXTRA_INPUTS", None)]
+             and not declared(name, "INPUTS", None)]
 
 
 class PerfectOnOddIds(torch.nn.Module):

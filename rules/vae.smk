@@ -1,0 +1,39 @@
+# The VAE manifold: trained once per (dataset, latent size) on the pool images, no labels.
+
+
+rule train_vae:
+    input:
+        store=STORE,
+    output:
+        model=vae_file("{dim}", "model.pt"),
+        latents=vae_file("{dim}", "latents.npy"),
+        log_csv=vae_file("{dim}", "train_log.csv"),
+        reconstructions_png=vae_file("{dim}", "reconstructions.png"),
+        reconstructions_pdf=vae_file("{dim}", "reconstructions.pdf"),
+    params:
+        vae=config["vae"],
+        device=config["training"]["device"],
+    conda:
+        "../envs/slicepick.yaml"
+    log:
+        f"{LOGS}/vae/z{{dim}}.log",
+    script:
+        "../scripts/train_vae.py"
+
+
+rule latent_figure:
+    input:
+        latents=lambda w: vae_file(method_cfg(w.method)["latent_dim"], "latents.npy"),
+        store=STORE,
+        selection=lambda w: last_round_selections(w.method),
+    output:
+        png=f"{DS}/figures/latent_space_{{method}}.png",
+        pdf=f"{DS}/figures/latent_space_{{method}}.pdf",
+    params:
+        seed=SEEDS[0],
+    conda:
+        "../envs/slicepick.yaml"
+    log:
+        f"{LOGS}/latent_figure_{{method}}.log",
+    script:
+        "../scripts/latent_figure.py"

@@ -8,12 +8,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 METRIC_COLUMNS = ["dataset", "method", "seed", "round", "fraction", "n_annotated", "case", "region", "dice", "hd95"]
 REFERENCE_METHODS = ("full",)
+UPPER_REFERENCES = ("oracle", *REFERENCE_METHODS)  # shown beside the methods, never competing with them
+
+
+def method_order(methods) -> list[str]:
+    """Display order: random, the other competitors by name, then oracle and full."""
+    present = set(methods)
+    competitors = sorted(present - set(UPPER_REFERENCES), key=lambda m: (m != "random", m))
+    return competitors + [m for m in UPPER_REFERENCES if m in present]
 
 
 def collect_metrics(paths, out_csv) -> pd.DataFrame:
@@ -125,10 +134,9 @@ def plot_region_dice(metrics: pd.DataFrame, fraction: float, out_pdf, out_png) -
     shown = per_seed[at | per_seed.method.isin(REFERENCE_METHODS)]
     if shown.empty:
         raise ValueError(f"no metrics at fraction {fraction:g}")
-    methods = sorted(m for m in shown.method.unique() if m not in REFERENCE_METHODS)
-    methods += [m for m in REFERENCE_METHODS if m in set(shown.method)]
+    methods = method_order(shown.method.unique())
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
-    regions = list(dict.fromkeys(shown.region))
+    regions = list(dict.fromkeys(metrics.region))  # the dataset's order (WT, TC, ET)
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(methods) * len(regions), 4))
     sns.barplot(shown, x="region", y="dice", hue="method", hue_order=methods, order=regions, errorbar="sd",
                 palette="tab10", capsize=0.1, ax=ax)
@@ -172,7 +180,7 @@ def plot_training_loss(logs: pd.DataFrame, out_pdf, out_png) -> None:
     Ensemble members are averaged first. Dotted lines mark the start of each round.
     """
     per_seed = logs.groupby(["method", "seed", "round", "epoch"], as_index=False).loss.mean()
-    methods = sorted(per_seed.method.unique())
+    methods = method_order(per_seed.method.unique())
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], methods):
@@ -186,8 +194,9 @@ def plot_training_loss(logs: pd.DataFrame, out_pdf, out_png) -> None:
                         color="tab:blue", linewidth=0)
         for start in offset.to_numpy()[1:]:
             ax.axvline(start + 0.5, color="grey", ls=":", lw=1)
-        ax.set_title(method)
+        ax.set_title(f"{method} ({len(epochs_per_round)} rounds)")
         ax.set_xlabel("epoch (across rounds)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel("training loss")
     fig.tight_layout()
     _save(fig, out_pdf, out_png)

@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from slicepick.reporting import REFERENCE_METHODS, summary_table
+from slicepick.reporting import REFERENCE_METHODS, UPPER_REFERENCES, method_order, summary_table
 
-EXCLUDED_FROM_BEST = ("oracle", *REFERENCE_METHODS)  # upper references, not competitors
 HIGHER_IS_BETTER = {"dice": True, "hd95": False}
 
 
@@ -61,7 +60,7 @@ def wilcoxon_paired(metrics: pd.DataFrame, method_a: str, method_b: str, *, frac
 
 
 def ranked_methods(metrics: pd.DataFrame, fraction: float, region: str, metric: str = "dice",
-                   exclude=EXCLUDED_FROM_BEST) -> list[str]:
+                   exclude=UPPER_REFERENCES) -> list[str]:
     """Methods at this budget, best first by mean over seeds and cases (ties by name)."""
     rows = at_budget(metrics[(metrics.region == region) & ~metrics.method.isin(exclude)], fraction)
     means = rows.groupby("method")[metric].mean()
@@ -103,14 +102,6 @@ def pairwise_wilcoxon(metrics: pd.DataFrame, fraction: float, region: str, metri
     return table
 
 
-def _method_order(methods) -> list[str]:
-    competitors = sorted(m for m in methods if m not in EXCLUDED_FROM_BEST)
-    if "random" in competitors:
-        competitors.remove("random")
-        competitors.insert(0, "random")
-    return competitors + [m for m in EXCLUDED_FROM_BEST if m in set(methods)]
-
-
 def paper_table(metrics: pd.DataFrame, budgets, regions, hd_percentile: float = 95) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tables 3-5 layout, and the tests behind its last row.
 
@@ -129,7 +120,7 @@ def paper_table(metrics: pd.DataFrame, budgets, regions, hd_percentile: float = 
                 columns.append((fraction, metric, region))
     label = {c: f"{100 * c[0]:g}% {'Dice' if c[1] == 'dice' else hd + ' (mm)'} {c[2]}" for c in columns}
     table = {}
-    for method in _method_order(summary.method.unique()):
+    for method in method_order(summary.method.unique()):
         s = summary[summary.method == method]
         row = {}
         for fraction, metric, region in columns:

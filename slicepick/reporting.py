@@ -194,7 +194,8 @@ def plot_training_loss(logs: pd.DataFrame, out_pdf, out_png) -> None:
                         color="tab:blue", linewidth=0)
         for start in offset.to_numpy()[1:]:
             ax.axvline(start + 0.5, color="grey", ls=":", lw=1)
-        ax.set_title(f"{method} ({len(epochs_per_round)} rounds)")
+        n_rounds = len(epochs_per_round)
+        ax.set_title(f"{method} ({n_rounds} round{'s' if n_rounds != 1 else ''})")
         ax.set_xlabel("epoch (across rounds)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel("training loss")

@@ -21,6 +21,8 @@ from scipy.stats import wilcoxon
 from slicepick.reporting import REFERENCE_METHODS, UPPER_REFERENCES, method_order, summary_table
 
 HIGHER_IS_BETTER = {"dice": True, "hd95": False}
+_TEST_COLUMNS = ["method_a", "method_b", "fraction", "region", "metric", "n_cases", "mean_a", "mean_b",
+                 "statistic", "p_value"]
 
 
 def at_budget(metrics: pd.DataFrame, fraction: float) -> pd.DataFrame:
@@ -96,8 +98,7 @@ def pairwise_wilcoxon(metrics: pd.DataFrame, fraction: float, region: str, metri
         methods = ranked_methods(metrics, fraction, region, metric)
     rows = [wilcoxon_paired(metrics, a, b, fraction=fraction, region=region, metric=metric)
             for a, b in combinations(methods, 2)]
-    table = pd.DataFrame(rows, columns=["method_a", "method_b", "fraction", "region", "metric", "n_cases",
-                                        "mean_a", "mean_b", "statistic", "p_value"])
+    table = pd.DataFrame(rows, columns=_TEST_COLUMNS)
     table["p_holm"] = holm(table.p_value) if len(table) else []
     return table
 
@@ -108,7 +109,8 @@ def paper_table(metrics: pd.DataFrame, budgets, regions, hd_percentile: float = 
     Rows: methods (competitors, then oracle and full), then a p-value row. Columns: for each
     budget, Dice and HD per region, as 'mean ± std' over seeds (each seed: mean over test cases).
     The p-value row holds, per column, the Wilcoxon test between the two best competitors by
-    mean Dice in that budget and region (the same pair for the HD column). Returns
+    mean Dice in that budget and region (the same pair for the HD column; a dash when fewer than
+    two compete). Returns
     (table, tests) where tests has one row per column (``wilcoxon_paired`` fields).
     """
     summary = summary_table(metrics)
@@ -131,14 +133,18 @@ def paper_table(metrics: pd.DataFrame, budgets, regions, hd_percentile: float = 
         table[method] = row
     p_row = {}
     for fraction, metric, region in columns:
-        a, b = two_best(metrics, fraction, region)
+        competitors = ranked_methods(metrics, fraction, region, "dice")
+        if len(competitors) < 2:
+            p_row[label[(fraction, metric, region)]] = "– (fewer than two methods)"
+            continue
+        a, b = competitors[:2]
         test = wilcoxon_paired(metrics, a, b, fraction=fraction, region=region, metric=metric)
         tests.append(test)
         p_row[label[(fraction, metric, region)]] = f"{test['p_value']:.3g} ({a} vs {b}, n={test['n_cases']})"
     table["p (Wilcoxon)"] = p_row
     out = pd.DataFrame.from_dict(table, orient="index")
     out.index.name = "method"
-    return out.reset_index(), pd.DataFrame(tests)
+    return out.reset_index(), pd.DataFrame(tests, columns=_TEST_COLUMNS)
 
 
 def write_paper_table(table: pd.DataFrame, out_csv, out_md, out_tex, hd_percentile: float = 95,

@@ -87,6 +87,12 @@ def test_paper_table_layout(tmp_path):
     assert r"$\pm$" in (tmp_path / "t.tex").read_text()
 
 
+def test_paper_table_with_one_competitor_has_no_test():
+    metrics = frame(rows("random", 0.1, B), rows("oracle", 0.1, A), rows("full", 1.0, A))
+    table, tests = paper_table(metrics, [0.1], ["WT"])
+    assert table.iloc[-1]["10% Dice WT"].startswith("–") and tests.empty
+
+
 def test_figures(tmp_path):
     metrics = frame(rows("random", 0.1, B), rows("dal", 0.1, A), rows("full", 1.0, A))
     plot_region_dice(metrics, 0.1, tmp_path / "d.pdf", tmp_path / "d.png")

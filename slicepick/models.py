@@ -1,6 +1,7 @@
 """Networks, all from MONAI, plus saving and loading without pickle."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -23,10 +24,52 @@ def unet_spec(in_channels: int, n_classes: int, features) -> dict:
             "features": [int(f) for f in features]}
 
 
+class EnsembleMean(torch.nn.Module):
+    """Members whose softmax outputs are averaged: DAL's model for evaluation and suggestion.
+
+    ``forward`` returns the log of the mean probability, shape (B, C, H, W): its argmax is the
+    argmax of the mean probability (what evaluation takes), and its softmax is the mean
+    probability itself, so anything that treats a model's output as logits stays correct.
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def member_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax output of every member, shape (K, B, C, H, W)."""
+        return torch.stack([m(x).softmax(1) for m in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.member_probabilities(x).mean(0).clamp_min(1e-12).log()
+
+
+def ensemble_spec(member_specs) -> dict:
+    return {"kind": "ensemble", "members": [dict(s) for s in member_specs]}
+
+
+# Kinds whose network lives beside the method that needs it (so editing it reruns that method's
+# jobs only); imported when a spec asks for them, never at import time.
+_METHOD_KINDS = {"unet_ll": "slicepick.strategies.ll"}
+
+
 def build_from_spec(spec: dict) -> torch.nn.Module:
-    if spec["kind"] == "unet":
+    """A fresh network from its spec (kinds: unet, ensemble, and those in ``_METHOD_KINDS``)."""
+    kind = spec.get("kind")
+    if kind == "unet":
         return build_unet(spec["in_channels"], spec["n_classes"], spec["features"])
-    raise ValueError(f"model spec: unknown kind '{spec['kind']}'")
+    if kind == "ensemble":
+        return EnsembleMean([build_from_spec(s) for s in spec["members"]])
+    if kind in _METHOD_KINDS:
+        return importlib.import_module(_METHOD_KINDS[kind]).build_from_spec(spec)
+    raise ValueError(f"model spec: unknown kind '{kind}' (known: unet, ensemble, {', '.join(_METHOD_KINDS)})")
+
+
+def build_seeded(spec: dict, seed: int) -> torch.nn.Module:
+    """``build_from_spec`` with initial weights drawn from ``seed``; the caller's torch RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_from_spec(spec)
 
 
 def save_model(path: str | Path, model: torch.nn.Module, spec: dict, **extra) -> None:

@@ -1,18 +1,28 @@
 """Aggregation, tables and figures from the per-round metrics files."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 METRIC_COLUMNS = ["dataset", "method", "seed", "round", "fraction", "n_annotated", "case", "region", "dice", "hd95"]
 REFERENCE_METHODS = ("full",)
+UPPER_REFERENCES = ("oracle", *REFERENCE_METHODS)  # shown beside the methods, never competing with them
+
+
+def method_order(methods) -> list[str]:
+    """Display order: random, the other competitors by name, then oracle and full."""
+    present = set(methods)
+    competitors = sorted(present - set(UPPER_REFERENCES), key=lambda m: (m != "random", m))
+    return competitors + [m for m in UPPER_REFERENCES if m in present]
 
 
 def collect_metrics(paths, out_csv) -> pd.DataFrame:
@@ -106,6 +116,91 @@ def plot_learning_curves(summary: pd.DataFrame, out_pdf, out_png, hd_percentile:
     fig.savefig(out_pdf)
     fig.savefig(out_png, dpi=150)
     plt.close(fig)
+
+
+def _save(fig, out_pdf, out_png) -> None:
+    fig.savefig(out_pdf)
+    fig.savefig(out_png, dpi=150)
+    plt.close(fig)
+
+
+def plot_region_dice(metrics: pd.DataFrame, fraction: float, out_pdf, out_png) -> None:
+    """Dice per region of every method at one budget, beside full (paper Fig. 7).
+
+    Bars: mean over seeds of each seed's mean over test cases; whiskers: std over seeds; dots: seeds.
+    """
+    per_seed = seed_means(metrics)
+    at = np.isclose(per_seed.fraction.to_numpy(float), fraction, rtol=0, atol=1e-9)
+    shown = per_seed[at | per_seed.method.isin(REFERENCE_METHODS)]
+    if shown.empty:
+        raise ValueError(f"no metrics at fraction {fraction:g}")
+    methods = method_order(shown.method.unique())
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+    regions = list(dict.fromkeys(metrics.region))  # the dataset's order (WT, TC, ET)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(methods) * len(regions), 4))
+    sns.barplot(shown, x="region", y="dice", hue="method", hue_order=methods, order=regions, errorbar="sd",
+                palette="tab10", capsize=0.1, ax=ax)
+    sns.stripplot(shown, x="region", y="dice", hue="method", hue_order=methods, order=regions, dodge=True,
+                  palette="dark:black", size=3, legend=False, ax=ax)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Dice")
+    ax.set_title(f"Dice per region at {100 * fraction:g}% annotated (full: 100%); bars mean, whiskers std over seeds")
+    ax.legend(title=None, ncol=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
+    fig.tight_layout()
+    _save(fig, out_pdf, out_png)
+
+
+_RUN_PATH = re.compile(r"runs/(?P<method>[^/]+)/seed(?P<seed>\d+)/round(?P<round>\d+)/train_log\.csv$")
+
+
+def read_train_logs(paths) -> pd.DataFrame:
+    """Training logs ``.../runs/{method}/seed{seed}/round{k}/train_log.csv`` in one table.
+
+    Columns: method, seed, round, epoch, loss, seconds, samples_per_s, n_samples (and member, for
+    ensembles: one row per member and epoch).
+    """
+    frames = []
+    for path in paths:
+        match = _RUN_PATH.search(Path(path).as_posix())
+        if match is None:
+            raise ValueError(f"{path}: not a runs/<method>/seed<seed>/round<k>/train_log.csv path")
+        log = pd.read_csv(path)
+        log.insert(0, "round", int(match["round"]))
+        log.insert(0, "seed", int(match["seed"]))
+        log.insert(0, "method", match["method"])
+        frames.append(log)
+    if not frames:
+        raise ValueError("no training logs given")
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_training_loss(logs: pd.DataFrame, out_pdf, out_png) -> None:
+    """Training loss per method along its rounds, epochs counted across rounds; band = std over seeds.
+
+    Ensemble members are averaged first. Dotted lines mark the start of each round.
+    """
+    per_seed = logs.groupby(["method", "seed", "round", "epoch"], as_index=False).loss.mean()
+    methods = method_order(per_seed.method.unique())
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        d = per_seed[per_seed.method == method]
+        epochs_per_round = d.groupby("round").epoch.max().sort_index()
+        offset = epochs_per_round.cumsum().shift(fill_value=0)
+        d = d.assign(step=d.epoch + d["round"].map(offset))
+        curve = d.groupby("step").loss.agg(["mean", "std"]).fillna(0.0)
+        ax.plot(curve.index, curve["mean"], color="tab:blue")
+        ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"], alpha=0.2,
+                        color="tab:blue", linewidth=0)
+        for start in offset.to_numpy()[1:]:
+            ax.axvline(start + 0.5, color="grey", ls=":", lw=1)
+        n_rounds = len(epochs_per_round)
+        ax.set_title(f"{method} ({n_rounds} round{'s' if n_rounds != 1 else ''})")
+        ax.set_xlabel("epoch (across rounds)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set_ylabel("training loss")
+    fig.tight_layout()
+    _save(fig, out_pdf, out_png)
 
 
 def aggregate(metric_paths, out_dir, hd_percentile: float = 95) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from monai.losses import DiceLoss
 from monai.transforms import (Compose, Rand2DElasticd, RandFlipd, RandScaleIntensityd,
                               RandShiftIntensityd)
 
+from slicepick.models import build_seeded, load_model
 from slicepick.seeding import stream_seed
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,12 @@ def build_augmentation(cfg: dict):
     ])
 
 
-def dice_loss() -> torch.nn.Module:
-    """Multi-class soft Dice (Eq. 2) on softmax outputs; labels are class indices."""
-    return DiceLoss(to_onehot_y=True, softmax=True)
+def dice_loss(reduction: str = "mean") -> torch.nn.Module:
+    """Multi-class soft Dice (Eq. 2) on softmax outputs; labels are class indices.
+
+    ``reduction="none"`` gives one value per sample and class, shape (B, C, 1, 1).
+    """
+    return DiceLoss(to_onehot_y=True, softmax=True, reduction=reduction)
 
 
 def fingerprint(**parts) -> str:
@@ -160,3 +164,23 @@ def predict_classes(model: torch.nn.Module, store, sample_ids, device, batch_siz
         images = torch.as_tensor(np.array(store.images[ids]), device=device)
         out.append(model(images).argmax(1).cpu().numpy().astype(np.uint8))
     return np.concatenate(out) if out else np.zeros((0,) + store.labels.shape[1:], np.uint8)
+
+
+def train_unet_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig, *, device,
+                     log_csv: str | Path, checkpoint_dir: str | Path, run_id: str,
+                     params: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """One round's training step for a plain U-Net; every method's ``train_round`` has this signature.
+
+    ``previous_model``: path of the previous round's model.pt, fine-tuned when given; else a new
+    network of ``spec`` (the base U-Net spec) initialised from ``cfg.seed``. ``checkpoint_dir``
+    receives ``checkpoint*.pt`` files for resuming; the caller removes them once it has saved the
+    returned model with ``save_model(path, model, spec)``. ``params``: the method's config block.
+    """
+    if previous_model is not None:
+        model, payload = load_model(previous_model, device)
+        spec = payload["spec"]
+    else:
+        model = build_seeded(spec, cfg.seed)
+    train_segmentation(model, store, sample_ids, cfg, device=device, log_csv=log_csv,
+                       checkpoint=Path(checkpoint_dir) / "checkpoint.pt", run_id=run_id)
+    return model, spec

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "workflow_tests" / "config_tiny.yaml"
 MODALITIES = ["t1", "t1ce", "t2", "flair"]
+TINY_FEATURES = [4, 8, 8, 16, 16, 4]
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,20 @@ def tiny_store(tiny_raw, tmp_path_factory):
                     label_values=[0, 1, 2, 4], regions={"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]},
                     test_fraction=0.25, split_seed=0)
     return SliceStore(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tiny_store) -> dict:
+    from slicepick.models import unet_spec
+
+    return unet_spec(tiny_store.n_channels, tiny_store.n_classes, TINY_FEATURES)
+
+
+def split_pool(store, n_annotated: int, seed: int = 0):
+    """A seeded annotated / unannotated split of the pool."""
+    pool = store.pool_ids
+    annotated = np.sort(np.random.default_rng(seed).choice(pool, size=n_annotated, replace=False))
+    return annotated, np.setdiff1d(pool, annotated)
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout: int = 900,

@@ -34,3 +34,16 @@ def random_start(pool_ids: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     if not 1 <= n <= len(pool_ids):
         raise ValueError(f"initial selection of {n} samples from a pool of {len(pool_ids)}")
     return np.sort(rng.choice(np.asarray(pool_ids), size=n, replace=False))
+
+
+# Keys every method block may hold besides the method's own parameters (see config/schema.yaml).
+SHARED_KEYS = ("module", "epochs")
+
+
+def with_defaults(method: str, params: dict | None, defaults: dict) -> dict:
+    """A method's parameters: its config block over ``defaults``; an unknown key lists the valid ones."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(defaults) - set(SHARED_KEYS))
+    if unknown:
+        raise ValueError(f"{method}: unknown parameter(s) {unknown} (allowed: {', '.join([*defaults, *SHARED_KEYS])})")
+    return {**defaults, **{k: v for k, v in params.items() if k in defaults}}

@@ -1,0 +1,86 @@
+"""ClsMC: nested ranking, share by cluster size, round 0 and later rounds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from slicepick.strategies import clsmc
+from slicepick.strategies.base import SuggestionContext
+
+SIZES = (40, 25, 12, 3)
+
+
+def blobs(seed=0):
+    """Four well-separated blobs in 2D, sizes ``SIZES``, rows shuffled."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], float)
+    points = np.concatenate([c + rng.normal(scale=0.5, size=(n, 2)) for c, n in zip(centres, SIZES)])
+    truth = np.repeat(np.arange(len(SIZES)), SIZES)
+    order = rng.permutation(len(points))
+    return points[order], truth[order]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_allocation_stays_within_one_of_the_quota_at_every_budget(seed):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 30, size=rng.integers(1, 9))
+    order = clsmc.allocation_order(sizes, int(sizes.sum()))
+    counts = np.zeros(len(sizes))
+    for t, c in enumerate(order, start=1):
+        counts[c] += 1
+        assert np.all(np.abs(counts - t * sizes / sizes.sum()) < 1)
+    assert np.array_equal(counts, sizes)
+
+
+def test_ranking_is_nested_and_covers_every_large_cluster():
+    latents, truth = blobs()
+    full = clsmc.nested_ranking(latents, len(latents), n_clusters=4, linkage="ward")
+    assert sorted(full) == list(range(len(latents)))
+    labels = clsmc.cluster_latents(latents, 4, "ward")
+    assert len(set(zip(labels, truth))) == 4  # the blobs are found
+    for n in (1, 3, 5, 9, 20, 41, 80):
+        prefix = clsmc.nested_ranking(latents, n, n_clusters=4, linkage="ward")
+        assert np.array_equal(prefix, full[:n])  # every budget's set is a prefix of the next
+        counts = np.bincount(truth[prefix], minlength=4)
+        quota = n * np.array(SIZES) / len(latents)
+        assert np.all(counts[quota >= 1] >= 1)  # a cluster owed a sample has one
+        assert np.all(np.abs(counts - quota) < 1)
+
+
+def test_first_pick_of_a_cluster_is_its_medoid():
+    latents, _ = blobs(1)
+    first = clsmc.nested_ranking(latents, 1, n_clusters=1, linkage="ward")[0]
+    assert first == np.argmin(cdist(latents, latents).sum(1))
+
+
+def test_initial_selection_and_suggest_follow_the_ranking(tmp_path):
+    latents, _ = blobs(2)
+    store_rows = np.concatenate([np.zeros((5, 2)), latents])  # sample ids 0-4 are test slices
+    np.save(tmp_path / "latents.npy", store_rows)
+    pool = np.arange(5, 5 + len(latents))
+    inputs = {"latents": str(tmp_path / "latents.npy")}
+    params = {"n_clusters": 4, "linkage": "ward"}
+    ranking = pool[clsmc.nested_ranking(latents, len(pool), 4, "ward")]
+
+    def ctx(annotated):
+        return SuggestionContext(None, np.asarray(annotated, int), np.setdiff1d(pool, annotated), np.array([], int),
+                                 0, np.random.default_rng(0), params, inputs=inputs)
+
+    start = clsmc.initial_selection(ctx([]), 6)
+    assert list(start) == list(ranking[:6])
+    nxt = clsmc.suggest(7, ctx(start))
+    assert nxt == list(ranking[6:13])
+    # from a set that is not a prefix (e.g. another start): the next unannotated of the ranking
+    other = ranking[[0, 2, 30]]
+    assert clsmc.suggest(3, ctx(other)) == list(ranking[[1, 3, 4]])
+    assert clsmc.USES_MODEL is False
+
+
+def test_params_and_inputs_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="ward"):
+        clsmc.method_params({"linkage": "wrd"})
+    empty = SuggestionContext(None, np.array([], int), np.arange(4), np.array([], int), -1,
+                              np.random.default_rng(0), {})
+    with pytest.raises(ValueError, match="latents"):
+        clsmc.initial_selection(empty, 2)

@@ -15,6 +15,7 @@ SEEDS = config["seeds"]
 wildcard_constraints:
     method="|".join([*METHODS, *VARIANTS]),
     dim=r"\d+",
+    table=r"[A-Za-z0-9_]+",
     seed=r"\d+",
     round=r"\d+",
 
@@ -98,6 +99,8 @@ def final_outputs():
         f"{DS}/metrics.csv",
         f"{DS}/tables/summary.md",
         f"{DS}/figures/learning_curves.png",
+        f"{DS}/tables/comparison.md",
+        f"{DS}/figures/region_dice.png",
     ]
     outputs += [f"{DS}/figures/latent_space_{m}.png" for m in latent_methods()]
     dims = {method_cfg(m)["latent_dim"] for m in METHODS if method_inputs_of(m)}

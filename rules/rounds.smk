@@ -1,4 +1,4 @@
-# The round loop per (method, seed, round): select -> train -> evaluate -> suggest -> ...
+# The round loop per (method, seed, round): select -> train and evaluate -> suggest -> ...
 
 
 rule initial_selection:
@@ -28,36 +28,20 @@ rule train:
     output:
         model=f"{RUN}/model.pt",
         log_csv=f"{RUN}/train_log.csv",
+        metrics=f"{RUN}/metrics.csv",
     params:
+        dataset=DATASET,
         method_cfg=lambda w: method_cfg(w.method),
+        fraction=lambda w: round_fraction(w.method, w.round),
         unet=config["unet"],
         training=config["training"],
+        hd_percentile=config["evaluation"]["hd_percentile"],
     conda:
         "../envs/slicepick.yaml"
     log:
         f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/train.log",
     script:
         "../scripts/train.py"
-
-
-rule evaluate:
-    input:
-        store=STORE,
-        model=f"{RUN}/model.pt",
-        selection=f"{RUN}/selection.csv",
-    output:
-        f"{RUN}/metrics.csv",
-    params:
-        dataset=DATASET,
-        fraction=lambda w: round_fraction(w.method, w.round),
-        device=config["training"]["device"],
-        hd_percentile=config["evaluation"]["hd_percentile"],
-    conda:
-        "../envs/slicepick.yaml"
-    log:
-        f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/evaluate.log",
-    script:
-        "../scripts/evaluate.py"
 
 
 rule suggest:

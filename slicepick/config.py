@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from jsonschema import Draft202012Validator
 
-from slicepick.strategies import available, module_name
+from slicepick.strategies import available, declared, module_name
+from slicepick.strategies.base import SHARED_KEYS
 
 
 class ConfigError(ValueError):
@@ -35,10 +36,27 @@ def semantic_errors(config: dict) -> list[str]:
             lines.append(f"config: schedule.{i}: {schedule[i]} does not increase on {schedule[i - 1]} "
                          "(cumulative fractions must strictly increase)")
     known = available()
-    for method, block in (config.get("methods") or {}).items():
-        name = module_name(method, block)
+    blocks = {f"methods.{m}": b for m, b in (config.get("methods") or {}).items()}
+    blocks.update({f"ablations.variants.{m}": b for m, b in
+                   ((config.get("ablations") or {}).get("variants") or {}).items()})
+    for where, block in blocks.items():
+        name = module_name(where.rsplit(".", 1)[1], block)
         if name not in known:
-            lines.append(f"config: methods.{method}: unknown method '{name}' (available: {', '.join(known)})")
+            lines.append(f"config: {where}: unknown method '{name}' (available: {', '.join(known)})")
+            continue
+        allowed = [*(declared(name, "DEFAULTS") or {}), *SHARED_KEYS]
+        for key in sorted(set(block or {}) - set(allowed)):
+            lines.append(f"config: {where}.{key}: unknown key for method '{name}' (allowed: {', '.join(allowed)})")
+    ablations = config.get("ablations") or {}
+    runnable = set(config.get("methods") or {}) | set(ablations.get("variants") or {})
+    for table, methods in (ablations.get("tables") or {}).items():
+        for m in sorted(set(methods) - runnable):
+            lines.append(f"config: ablations.tables.{table}: '{m}' is neither a method nor a variant")
+    report = config.get("report") or {}
+    for i, budget in enumerate([*(report.get("budgets") or []), report.get("figure_budget")]):
+        if budget is not None and not any(abs(budget - f) < 1e-9 for f in schedule):
+            where = "report.figure_budget" if i == len(report.get("budgets") or []) else f"report.budgets.{i}"
+            lines.append(f"config: {where}: {budget} is not an entry of schedule {schedule}")
     dataset = config.get("dataset", {})
     values = set(dataset.get("label_values", []))
     for region, labels in (dataset.get("regions") or {}).items():

@@ -221,3 +221,40 @@ def aggregate(metric_paths, out_dir, hd_percentile: float = 95) -> dict[str, Pat
     write_tables(summary, outputs["table_csv"], outputs["table_md"], outputs["table_tex"], hd_percentile)
     plot_learning_curves(summary, outputs["curves_pdf"], outputs["curves_png"], hd_percentile)
     return outputs
+
+
+def paper_outputs(metrics_csv, train_logs, out: dict, *, budgets, figure_budget: float,
+                  hd_percentile: float = 95) -> None:
+    """Tables 3-5 (comparison with the two-best Wilcoxon row), the all-pairs Holm table, and
+    Figs. 6-8 (per-region Dice at one budget, training-loss curves).
+
+    ``out`` maps the names ``table_csv, table_md, table_tex, tests_csv, pairs_csv, pairs_md,
+    region_pdf, region_png, loss_pdf, loss_png`` to paths.
+    """
+    from slicepick.statistics import pairwise_wilcoxon, paper_table, write_paper_table
+
+    metrics = pd.read_csv(metrics_csv)
+    regions = list(dict.fromkeys(metrics.region))
+    table, tests = paper_table(metrics, budgets, regions, hd_percentile)
+    write_paper_table(table, out["table_csv"], out["table_md"], out["table_tex"], hd_percentile)
+    tests.to_csv(out["tests_csv"], index=False)
+    pairs = pd.concat([pairwise_wilcoxon(metrics, fraction, region, metric).assign(metric=metric)
+                       for fraction in budgets for region in regions for metric in ("dice", "hd95")],
+                      ignore_index=True)
+    pairs.to_csv(out["pairs_csv"], index=False)
+    Path(out["pairs_md"]).write_text(
+        "Two-sided Wilcoxon signed-rank tests between every pair of methods (oracle and full excluded), "
+        "paired over test cases (each case: mean over seeds); `p_holm`: Holm-adjusted within each "
+        "(budget, region, metric) family.\n\n" + pairs.to_markdown(index=False) + "\n")
+    plot_region_dice(metrics, figure_budget, out["region_pdf"], out["region_png"])
+    plot_training_loss(read_train_logs(train_logs), out["loss_pdf"], out["loss_png"])
+
+
+def ablation_table(metric_paths, out_csv, out_md, out_tex, *, budgets, hd_percentile: float = 95,
+                   name: str = "ablation") -> None:
+    """An ablation in the paper's table layout (Tables 1 and 2): its variants at the given budgets."""
+    from slicepick.statistics import paper_table, write_paper_table
+
+    metrics = pd.concat([pd.read_csv(p) for p in metric_paths], ignore_index=True)
+    table, _ = paper_table(metrics, budgets, list(dict.fromkeys(metrics.region)), hd_percentile)
+    write_paper_table(table, out_csv, out_md, out_tex, hd_percentile, label=f"tab:{name}")

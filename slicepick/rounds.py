@@ -1,4 +1,4 @@
-"""The round loop, one function per workflow step (initial selection, train, evaluate, suggest).
+"""The round loop, one function per workflow step (initial selection, train and evaluate, suggest).
 
 Each step reads and writes files only, so Snakemake can track every arrow. Selection files
 (``selection.csv``: sample_id, case, z, round_added) hold the annotated set used to train round k.
@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from slicepick.data.prepare import SliceStore
-from slicepick.models import build_unet, load_model, pick_device, save_model, unet_spec
+from slicepick.models import load_model, pick_device, save_model, unet_spec
 from slicepick.seeding import rng_for, stream_seed
 from slicepick.strategies import get_strategy, module_name
 from slicepick.strategies.base import SuggestionContext, random_start
-from slicepick.training import TrainConfig, fingerprint, train_segmentation
+from slicepick.training import TrainConfig, fingerprint, train_unet_round
 from slicepick.evaluation import evaluate_model
 
 log = logging.getLogger(__name__)
@@ -64,46 +63,46 @@ def make_initial_selection(store_dir, out_csv, *, method: str, method_cfg: dict,
     log.info("%s seed %d: initial selection of %d of %d pool samples", method, seed, len(ids), len(pool))
 
 
-def train_round(store_dir, selection_csv, out_model, out_log, *, previous_model=None, method: str,
-                method_cfg: dict, seed: int, round_index: int, unet_features, training: dict,
-                device: str = "auto") -> None:
-    """Fine-tune the previous round's model (or a new U-Net at round 0) on the annotated set."""
+def train_round(store_dir, selection_csv, out_model, out_log, out_metrics, *, previous_model=None,
+                dataset: str, method: str, method_cfg: dict, seed: int, round_index: int, fraction: float,
+                unet_features, training: dict, hd_percentile: float = 95.0) -> None:
+    """Fine-tune the previous round's model (or a new one at round 0) on the annotated set, then
+    evaluate it on the test cases.
+
+    The method's own ``train_round`` (DAL's ensemble, LL's loss head) replaces the shared U-Net
+    step when its module defines one; every step has the same signature. Evaluation runs in the
+    same job because a separate job would cost a second start-up (torch and MONAI imports) per
+    round, more than the evaluation itself on the small default.
+    """
+    device = training.get("device", "auto")
     store = SliceStore(store_dir)
     dev = pick_device(device)
     selection = read_selection(selection_csv)
+    strategy = get_strategy(module_name(method, method_cfg))
+    step = getattr(strategy, "train_round", train_unet_round)
     run_seed = stream_seed(seed, method, round_index)
-    torch.manual_seed(run_seed)  # network initialisation at round 0
-    if previous_model is not None:
-        model, _ = load_model(previous_model, dev)
-        spec = _spec_of(previous_model)
-    else:
-        spec = unet_spec(store.n_channels, store.n_classes, unet_features)
-        model = build_unet(spec["in_channels"], spec["n_classes"], spec["features"])
+    spec = unet_spec(store.n_channels, store.n_classes, unet_features)
     epochs = int(method_cfg.get("epochs", training["epochs_per_round"]))
     cfg = TrainConfig(epochs=epochs, batch_size=int(training["batch_size"]), lr=float(training["lr"]),
                       augment=training.get("augment", {}), seed=run_seed)
     run_id = fingerprint(selection=selection.sample_id.tolist(), previous=str(previous_model), epochs=epochs,
-                         cfg=cfg.__dict__, spec=spec)
+                         cfg=cfg.__dict__, spec=spec, params=method_cfg)
     out_model = Path(out_model)
     log.info("%s seed %d round %d: training on %d samples for %d epochs on %s", method, seed, round_index,
              len(selection), epochs, dev)
-    train_segmentation(model, store, selection.sample_id.to_numpy(), cfg, device=dev, log_csv=out_log,
-                       checkpoint=out_model.with_name("checkpoint.pt"), run_id=run_id)
+    model, spec = step(store, selection.sample_id.to_numpy(), previous_model, spec, cfg, device=dev,
+                       log_csv=out_log, checkpoint_dir=out_model.parent, run_id=run_id, params=method_cfg)
     save_model(out_model, model, spec)
-    out_model.with_name("checkpoint.pt").unlink(missing_ok=True)
+    for checkpoint in out_model.parent.glob("checkpoint*.pt"):
+        checkpoint.unlink()
+    write_metrics(model, store, dev, out_metrics, dataset=dataset, method=method, seed=seed, round_index=round_index,
+                  fraction=fraction, n_annotated=len(selection), hd_percentile=hd_percentile)
 
 
-def _spec_of(model_path) -> dict:
-    return torch.load(model_path, map_location="cpu", weights_only=True)["spec"]
-
-
-def evaluate_round(store_dir, model_path, selection_csv, out_csv, *, dataset: str, method: str, seed: int,
-                   round_index: int, fraction: float, device: str = "auto", hd_percentile: float = 95.0) -> None:
-    store = SliceStore(store_dir)
-    dev = pick_device(device)
-    model, _ = load_model(model_path, dev)
-    scores = evaluate_model(model, store, dev, hd_percentile)
-    n_annotated = len(read_selection(selection_csv))
+def write_metrics(model, store: SliceStore, device, out_csv, *, dataset: str, method: str, seed: int,
+                  round_index: int, fraction: float, n_annotated: int, hd_percentile: float = 95.0) -> None:
+    """Per test case and region scores of one round, as rows of the tidy metrics table."""
+    scores = evaluate_model(model, store, device, hd_percentile)
     scores.insert(0, "n_annotated", n_annotated)
     scores.insert(0, "fraction", fraction)
     scores.insert(0, "round", round_index)

@@ -8,9 +8,35 @@ from slicepick.strategies import available, declared, get_strategy
 from slicepick.strategies.base import SuggestionContext, random_start
 from slicepick.strategies.oracle import per_sample_dice
 
-# Strategies with inputs beyond the segmentation model (e.g. VAE latents) have their own tests.
-ITERATIVE = [name for name in available() if not declared(name, "SINGLE_ROUND", False)
-             and not declared(name, "INPUTS", None)]
+ITERATIVE = [name for name in available() if not declared(name, "SINGLE_ROUND", False)]
+
+
+@pytest.fixture(scope="module")
+def method_inputs(tiny_store, tmp_path_factory):
+    """A briefly trained VAE and the latents of every stored slice, for latent-space methods."""
+    from slicepick.vae import encode, save_vae, train_vae
+
+    folder = tmp_path_factory.mktemp("vae")
+    vae = train_vae(tiny_store, tiny_store.pool_ids, latent_dim=3, channels=[4, 8, 8, 8], epochs=1, batch_size=8)
+    save_vae(folder / "model.pt", vae)
+    np.save(folder / "latents.npy", encode(vae, tiny_store, np.arange(len(tiny_store.index))))
+    return {"vae": str(folder / "model.pt"), "latents": str(folder / "latents.npy")}
+
+
+@pytest.fixture(scope="module")
+def method_model(tiny_store, tiny_spec, tmp_path_factory):
+    """Each strategy's own model (its train_round, or the shared U-Net step), one short epoch."""
+    from slicepick.training import TrainConfig, train_unet_round
+
+    def train(name, annotated):
+        step = getattr(get_strategy(name), "train_round", train_unet_round)
+        folder = tmp_path_factory.mktemp(name)
+        cfg = TrainConfig(epochs=1, batch_size=8, augment={"enabled": False}, seed=0)
+        model, _ = step(tiny_store, annotated, None, tiny_spec, cfg, device="cpu", log_csv=folder / "log.csv",
+                        checkpoint_dir=folder, run_id=name, params={})
+        return model.eval()
+
+    return train
 
 
 class PerfectOnOddIds(torch.nn.Module):
@@ -32,24 +58,25 @@ class PerfectOnOddIds(torch.nn.Module):
         return torch.stack(out)
 
 
-def _ctx(store, annotated, seed=0, model=None):
+def _ctx(store, annotated, seed=0, model=None, inputs=None):
     pool = store.pool_ids
     return SuggestionContext(store, np.asarray(annotated), np.setdiff1d(pool, annotated), np.asarray(annotated), 0,
-                             rng_for(seed, "test"), {}, model, "cpu")
+                             rng_for(seed, "test"), {}, model, "cpu", inputs or {})
 
 
 @pytest.mark.parametrize("name", ITERATIVE)
-def test_contract(name, tiny_store):
+def test_contract(name, tiny_store, method_model, method_inputs):
+    """k distinct pool ids, none annotated, deterministic for a seed, a clear error past the pool."""
     strategy = get_strategy(name)
-    model = PerfectOnOddIds(tiny_store, tiny_store.pool_ids[1::2])
-    annotated = tiny_store.pool_ids[:5]
-    ids = strategy.suggest(6, _ctx(tiny_store, annotated, model=model))
+    annotated = tiny_store.pool_ids[:8]
+    model = method_model(name, annotated)
+    ids = strategy.suggest(6, _ctx(tiny_store, annotated, model=model, inputs=method_inputs))
     assert len(ids) == 6 and len(set(ids)) == 6
     assert not set(ids) & set(annotated.tolist())
     assert set(ids) <= set(tiny_store.pool_ids.tolist())
-    assert ids == strategy.suggest(6, _ctx(tiny_store, annotated, model=model))
+    assert ids == strategy.suggest(6, _ctx(tiny_store, annotated, model=model, inputs=method_inputs))
     with pytest.raises(ValueError, match="unannotated samples remain"):
-        strategy.suggest(len(tiny_store.pool_ids), _ctx(tiny_store, annotated, model=model))
+        strategy.suggest(len(tiny_store.pool_ids), _ctx(tiny_store, annotated, model=model, inputs=method_inputs))
 
 
 def test_random_differs_across_seeds(tiny_store):

@@ -35,7 +35,8 @@ from slicepick.maxcover import greedy_max_cover
 from slicepick.strategies.base import SuggestionContext, check_request, with_defaults
 
 USES_MODEL = False
-DEFAULTS = {"n_clusters": 10, "linkage": "ward"}
+INPUTS = ("latents",)
+DEFAULTS = {"n_clusters": 10, "linkage": "ward", "latent_dim": 3}  # latent_dim: which VAE latents (workflow inputs)
 LINKAGES = ("ward", "complete", "average", "single")
 
 

@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import KDTree
 
-from slicepick.strategies.base import SuggestionContext, check_request
+from slicepick.strategies.base import SuggestionContext, check_request, with_defaults
 from slicepick.training import dice_loss
 from slicepick.vae import encode_images, load_vae
 
@@ -77,7 +77,7 @@ _BATCH = 32  # sources per gradient / encoder batch (bounds memory at 240x240)
 
 def ggs_params(params: dict | None) -> dict:
     """The method's settings with defaults, checked once here."""
-    p = {**DEFAULTS, **{k: v for k, v in (params or {}).items() if k in DEFAULTS}}
+    p = with_defaults("ggs", params, DEFAULTS)
     p["eta"], p["angular_threshold"] = float(p["eta"]), float(p["angular_threshold"])
     p["latent_dim"], p["search_k"] = int(p["latent_dim"]), int(p["search_k"])
     if not isinstance(p["use_angle"], bool):

@@ -1,4 +1,5 @@
 # Data in: the synthetic generator (embedded default) and preparation into the slice store.
+# `snakemake prepare` validates every case and prepares the store, nothing more (docs/data.md).
 
 
 if config["dataset"]["layout"] == "synthetic":
@@ -20,7 +21,8 @@ rule prepare:
     output:
         directory(STORE),
     params:
-        data_root=config["data_root"],
+        # the generated folder when synthetic (an input, so it is made first), else the user's, read only
+        data_root=lambda wildcards, input: input.data or config["data_root"],
         dataset=config["dataset"],
     log:
         f"{LOGS}/prepare.log",

@@ -64,12 +64,6 @@ class LabelSpec:
         regions = {name: (index,) for index, name in enumerate(names) if index > 0}
         return cls(tuple(range(len(names))), class_of_raw, regions, groups)
 
-    @classmethod
-    def from_config(cls, dataset_cfg: dict) -> "LabelSpec":
-        if dataset_cfg.get("label_groups"):
-            return cls.from_groups(dataset_cfg["label_groups"])
-        return cls.from_values(dataset_cfg["label_values"], dataset_cfg["regions"])
-
     def to_classes(self, label: np.ndarray) -> np.ndarray:
         """Raw label map (any shape, validated values) -> class indices, uint8."""
         lut = np.zeros(max(self.class_of_raw) + 1, np.uint8)

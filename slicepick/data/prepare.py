@@ -221,7 +221,7 @@ def _write_store(cases, folder: Path, modalities, labels: LabelSpec, test_fracti
                 n += 1
             log.info("prepared %s (%d/%d): %d slices, subset %s", case.case_id, i + 1, len(cases), z1 - z0,
                      subset_of[case.case_id])
-            del loaded, slices, slice_labels
+            del loaded, slices, slice_labels  # freed before the next case is read: one case in memory
     pd.DataFrame(rows, columns=["sample_id", "case", "z", "subset"]).to_csv(folder / "index.csv", index=False)
     split.to_csv(folder / "split.csv", index=False)
     meta = {

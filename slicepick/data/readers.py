@@ -191,14 +191,15 @@ def _strip_ending(name: str) -> str:
     return name
 
 
-def find_msd_cases(data_root: str | Path, modalities, file_ending: str = ".nii.gz",
-                   training_ids=None) -> list[CaseFiles]:
+def find_msd_cases(data_root: str | Path) -> list[CaseFiles]:
     """MSD / nnU-Net layout: ``imagesTr/<case>_<XXXX><ending>`` and ``labelsTr/<case><ending>``.
 
     Cases are the union of label files, channel files and the ``training`` list of dataset.json,
     so that a case missing a channel or its label is reported rather than silently left out.
     """
     root = _data_folder(data_root)
+    desc = read_dataset_json(root)
+    file_ending, training_ids, n_channels = desc["file_ending"], desc["training"], len(desc["modalities"])
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
     for folder in (images_dir, labels_dir):
         if not folder.is_dir():
@@ -218,7 +219,7 @@ def find_msd_cases(data_root: str | Path, modalities, file_ending: str = ".nii.g
     listed = Counter(training_ids or [])
     cases = []
     for cid in sorted(ids):
-        images = tuple(images_dir / f"{cid}_{c:04d}{file_ending}" for c in range(len(modalities)))
+        images = tuple(images_dir / f"{cid}_{c:04d}{file_ending}" for c in range(n_channels))
         cases.extend([CaseFiles(cid, images, labels_dir / f"{cid}{file_ending}")] * max(1, listed[cid]))
     return cases
 
@@ -298,7 +299,6 @@ def resolve_dataset(layout: str, data_root: str | Path, dataset_cfg: dict) -> di
         raise DatasetError(f"dataset.modalities {list(ds['modalities'])} differ from dataset.json's channel names "
                            f"{desc['modalities']} (leave dataset.modalities out to use dataset.json's{_MERGE_HINT})")
     ds["modalities"] = desc["modalities"]
-    ds["file_ending"], ds["training_ids"] = desc["file_ending"], desc["training"]
     if ds.get("label_groups"):
         return ds
     if ds.get("label_values") and set(ds["label_values"]) != set(desc["label_values"]):
@@ -313,17 +313,15 @@ LAYOUTS = ("brats", "msd", "pairs")
 
 
 def find_cases(layout: str, data_root: str | Path, dataset_cfg: dict) -> list[CaseFiles]:
-    """The cases of ``data_root`` in ``layout``; ``dataset_cfg`` as returned by :func:`resolve_dataset`."""
+    """The cases of ``data_root`` in ``layout`` (MSD: channels from dataset.json)."""
     if layout not in LAYOUTS:
         raise DatasetError(f"dataset.layout '{layout}' is not one of {list(LAYOUTS)}")
-    modalities = dataset_cfg["modalities"]
     if layout == "brats":
-        return find_brats_cases(data_root, modalities)
+        return find_brats_cases(data_root, dataset_cfg["modalities"])
     if layout == "msd":
-        return find_msd_cases(data_root, modalities, dataset_cfg.get("file_ending", ".nii.gz"),
-                              dataset_cfg.get("training_ids"))
+        return find_msd_cases(data_root)
     pairs = dataset_cfg["pairs"]
-    return find_pair_cases(data_root, modalities, pairs["images"], pairs["labels"])
+    return find_pair_cases(data_root, dataset_cfg["modalities"], pairs["images"], pairs["labels"])
 
 
 # ------------------------------------------------------------------------------------------ read
@@ -357,11 +355,8 @@ def read_shape(case: CaseFiles) -> tuple[int, ...]:
     """Spatial shape in RAS orientation, from the header only (no voxel data read)."""
     img = open_volume(case.images[0])
     shape = spatial_shape(img.shape)
-    ornt = orientations.io_orientation(img.affine)
-    out = [0, 0, 0]
-    for axis, (target, _) in enumerate(ornt):
-        out[int(target)] = shape[axis]
-    return tuple(out)
+    target_axis = orientations.io_orientation(img.affine)[:, 0]  # where each stored axis goes
+    return tuple(shape[axis] for axis in np.argsort(target_axis))
 
 
 def load_case(case: CaseFiles) -> LoadedCase:

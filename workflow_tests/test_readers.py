@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from slicepick.data.prepare import SliceStore, prepare_dataset
-from slicepick.data.readers import DatasetError, find_cases, load_case, resolve_dataset
+from slicepick.data.prepare import SliceStore, prepare_from_config
+from slicepick.data.readers import DatasetError, find_cases, load_case
 from slicepick.data.synthetic import generate_dataset, synthesize_case
 from slicepick.seeding import rng_for
 
@@ -48,12 +48,10 @@ def make_read_only(folder: Path) -> None:
 
 
 def prepare(layout, data_root, out_dir, **dataset):
-    """What scripts/prepare.py does, from a dataset config block."""
-    ds = resolve_dataset(layout, data_root, {"on_bad_case": "fail", **dataset})
-    cases = find_cases(layout, data_root, ds)
-    prepare_dataset(cases, out_dir, modalities=ds["modalities"], label_values=ds.get("label_values"),
-                    regions=ds.get("regions"), label_groups=ds.get("label_groups"), test_fraction=0.34,
-                    split_seed=0, on_bad_case=ds["on_bad_case"])
+    """Prepare as the prepare job does, from a dataset config block (the schema's defaults here)."""
+    block = {"name": "test", "layout": layout, "test_fraction": 0.34, "split_seed": 0, "resize": None,
+             "on_bad_case": "fail", **dataset}
+    prepare_from_config(data_root, block, out_dir)
     return SliceStore(out_dir)
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from slicepick.data.labels import LabelSpec
-from slicepick.data.readers import CaseFiles, DatasetError, load_case, read_shape
+from slicepick.data.readers import CaseFiles, DatasetError, find_cases, load_case, read_shape, resolve_dataset
 from slicepick.data.validate import Problem, validate_cases
 from slicepick.seeding import rng_for
 
@@ -164,6 +164,17 @@ def prepare_dataset(cases: list[CaseFiles], out_dir: str | Path, *, modalities, 
         raise
     log.info("prepared %d cases into %s (%d bad case(s) skipped)", len(good), out_dir, n_bad)
     return problems
+
+
+def prepare_from_config(data_root: str | Path, dataset_cfg: dict, out_dir: str | Path) -> list[Problem]:
+    """Find, validate and prepare the cases of ``data_root`` as the config's ``dataset`` block says
+    (with the schema's defaults filled in). Raises :class:`DatasetError` on bad input."""
+    layout = "brats" if dataset_cfg["layout"] == "synthetic" else dataset_cfg["layout"]  # generated as BraTS
+    ds = resolve_dataset(layout, data_root, dataset_cfg)
+    return prepare_dataset(find_cases(layout, data_root, ds), out_dir, modalities=ds["modalities"],
+                           label_values=ds.get("label_values"), regions=ds.get("regions"),
+                           label_groups=ds.get("label_groups"), test_fraction=ds["test_fraction"],
+                           split_seed=ds["split_seed"], resize=ds["resize"], on_bad_case=ds["on_bad_case"])
 
 
 def _case_slices(image: np.ndarray, z0: int, z1: int, pads, padded_hw) -> np.ndarray:

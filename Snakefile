@@ -1,4 +1,5 @@
 # slicepick: which slices to annotate next. The Snakefile only checks the config and includes rules.
+import os
 import sys
 
 import yaml
@@ -9,7 +10,12 @@ from slicepick.config import ConfigError, check_config
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The embedded default, unless the command line names a config file: then that file is the whole
+# config (a paper-scale config must not inherit the default's dataset or methods).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config.yaml")
+
 
 
 with open(workflow.source_path("config/schema.yaml")) as _schema_file:

@@ -1,4 +1,5 @@
 # Data in: the synthetic generator (embedded default) and preparation into the slice store.
+# `snakemake prepare` validates every case and prepares the store, nothing more (docs/data.md).
 
 
 if config["dataset"]["layout"] == "synthetic":

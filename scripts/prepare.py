@@ -1,12 +1,14 @@
-"""Validate and prepare the dataset into the slice store."""
-from slicepick.data.prepare import prepare_dataset
-from slicepick.data.readers import find_cases
+"""Validate and prepare the dataset into the slice store; a bad dataset exits non-zero, one line per problem."""
+import sys
+
+from slicepick.data.prepare import prepare_from_config
+from slicepick.data.readers import DatasetError
 from slicepick.joblog import start_job
 
-start_job(snakemake.log[0])
-ds = snakemake.params.dataset
-layout = "brats" if ds["layout"] == "synthetic" else ds["layout"]
-cases = find_cases(layout, snakemake.params.data_root, ds)
-prepare_dataset(cases, snakemake.output[0], modalities=ds["modalities"], label_values=ds["label_values"],
-                regions=ds["regions"], test_fraction=ds["test_fraction"], split_seed=ds["split_seed"],
-                resize=ds.get("resize"))
+log = start_job(snakemake.log[0])
+try:
+    prepare_from_config(snakemake.params.data_root, snakemake.params.dataset, snakemake.output[0])
+except DatasetError as err:
+    for line in str(err).splitlines():
+        log.error("%s", line)
+    sys.exit(1)

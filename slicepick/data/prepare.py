@@ -7,8 +7,10 @@ The store is the contract every later step reads (like nnU-Net's preprocessed fo
 ``index.csv``   sample_id, case, z (slice index in the original volume), subset
 ``split.csv``   case, subset (train / test), seeded, by case never by slice
 ``meta.json``   shapes, modalities, label values, regions, per-case geometry for evaluation
+``bad_cases.csv`` case, file, reason: the cases left out (``dataset.on_bad_case: skip``); empty otherwise
 
-Volumes are streamed one at a time, so memory stays flat as the dataset grows.
+Every case is validated first (:mod:`slicepick.data.validate`); nothing is written unless that
+passes. Volumes are streamed one at a time, so memory stays flat as the dataset grows.
 """
 from __future__ import annotations
 
@@ -23,10 +25,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from slicepick.data.readers import CaseFiles, DatasetError, load_case, read_shape
+from slicepick.data.labels import LabelSpec
+from slicepick.data.readers import CaseFiles, DatasetError, find_cases, load_case, read_shape, resolve_dataset
+from slicepick.data.validate import Problem, validate_cases
 from slicepick.seeding import rng_for
 
 log = logging.getLogger(__name__)
+
+BAD_CASE_POLICIES = ("fail", "skip")  # dataset.on_bad_case
+PAD_MULTIPLE = 16  # the common in-plane size is a multiple of this: the U-Net pools four times
 
 
 def split_cases(case_ids, test_fraction: float, seed: int) -> pd.DataFrame:
@@ -58,6 +65,10 @@ def nonblank_range(image: np.ndarray) -> tuple[int, int]:
     return int(occupied[0]), int(occupied[-1]) + 1
 
 
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def _pad_offsets(shape_xy, target_xy):
     return [((t - s) // 2, t - s - (t - s) // 2) for s, t in zip(shape_xy, target_xy)]
 
@@ -67,18 +78,6 @@ def _resize_slices(images: np.ndarray, labels: np.ndarray, size_hw) -> tuple[np.
     img = F.interpolate(torch.from_numpy(images), size=tuple(size_hw), mode="bilinear", align_corners=False)
     lab = F.interpolate(torch.from_numpy(labels[:, None].astype(np.float32)), size=tuple(size_hw), mode="nearest")
     return img.numpy(), lab[:, 0].numpy().astype(np.uint8)
-
-
-def labels_to_classes(label: np.ndarray, label_values, case_id: str, path) -> np.ndarray:
-    lut = {int(v): i for i, v in enumerate(label_values)}
-    found = np.unique(label)
-    unknown = [int(v) for v in found if int(v) not in lut]
-    if unknown:
-        raise DatasetError(f"case {case_id}: {path}: label values {unknown} not in the declared set {list(label_values)}")
-    out = np.zeros(label.shape, np.uint8)
-    for v in found:
-        out[label == v] = lut[int(v)]
-    return out
 
 
 class SliceStore:
@@ -114,52 +113,109 @@ class SliceStore:
         return rows.sample_id.to_numpy()
 
 
-def prepare_dataset(cases: list[CaseFiles], out_dir: str | Path, *, modalities, label_values,
-                    regions: dict, test_fraction: float, split_seed: int, resize=None) -> None:
-    """Stream ``cases`` into a slice store at ``out_dir``; written atomically (temp folder, rename)."""
+def prepare_dataset(cases: list[CaseFiles], out_dir: str | Path, *, modalities, label_values=None, regions=None,
+                    label_groups=None, test_fraction: float, split_seed: int, resize=None,
+                    on_bad_case: str = "fail") -> list[Problem]:
+    """Validate every case, then stream the good ones into a slice store at ``out_dir``.
+
+    Labels are declared by ``label_values`` and ``regions``, or by ``label_groups`` (see
+    :mod:`slicepick.data.labels`). Validation reads every file before anything is written. With
+    ``on_bad_case="fail"`` any bad case raises :class:`DatasetError` listing every problem, one
+    line each, and nothing is written; with ``"skip"`` bad cases are left out and listed in
+    ``bad_cases.csv`` of the store. The store is written atomically (temp folder, then rename).
+    Returns the problems found.
+    """
+    if on_bad_case not in BAD_CASE_POLICIES:
+        raise ValueError(f"on_bad_case '{on_bad_case}' is not one of {list(BAD_CASE_POLICIES)}")
+    if label_groups:
+        labels = LabelSpec.from_groups(label_groups)
+        if label_values is not None:
+            log.info("dataset.label_groups declares the classes: dataset.label_values and regions are not used")
+    elif label_values is None or regions is None:
+        raise DatasetError("dataset: declare label_values and regions, or label_groups")
+    else:
+        labels = LabelSpec.from_values(label_values, regions)
+    good, problems = validate_cases(cases, modalities, labels.raw_values)
+    lines = [str(p) for p in problems]
+    n_bad = len(cases) - len(good)
+    if problems and on_bad_case == "fail":
+        raise DatasetError("\n".join(lines + [f"{n_bad} of {len(cases)} cases failed validation; nothing was written "
+                                              "(dataset.on_bad_case: skip leaves bad cases out instead)"]))
+    for line in lines:
+        log.warning("skipping bad case: %s", line)
+    if len(good) < 2:
+        raise DatasetError("\n".join(lines + [f"{len(good)} good case(s) of {len(cases)}: need at least 2 "
+                                              "for a train/test split; nothing was written"]))
+
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _write_store(cases, tmp, modalities, label_values, regions, test_fraction, split_seed, resize)
+        _write_store(good, tmp, modalities, labels, test_fraction, split_seed, resize)
+        pd.DataFrame([(p.case_id, p.file, p.reason) for p in problems],
+                     columns=["case", "file", "reason"]).to_csv(tmp / "bad_cases.csv", index=False)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    log.info("prepared %d cases into %s (%d bad case(s) skipped)", len(good), out_dir, n_bad)
+    return problems
 
 
-def _write_store(cases, folder: Path, modalities, label_values, regions, test_fraction, split_seed, resize):
+def prepare_from_config(data_root: str | Path, dataset_cfg: dict, out_dir: str | Path) -> list[Problem]:
+    """Find, validate and prepare the cases of ``data_root`` as the config's ``dataset`` block says
+    (with the schema's defaults filled in). Raises :class:`DatasetError` on bad input."""
+    layout = "brats" if dataset_cfg["layout"] == "synthetic" else dataset_cfg["layout"]  # generated as BraTS
+    ds = resolve_dataset(layout, data_root, dataset_cfg)
+    return prepare_dataset(find_cases(layout, data_root, ds), out_dir, modalities=ds["modalities"],
+                           label_values=ds.get("label_values"), regions=ds.get("regions"),
+                           label_groups=ds.get("label_groups"), test_fraction=ds["test_fraction"],
+                           split_seed=ds["split_seed"], resize=ds["resize"], on_bad_case=ds["on_bad_case"])
+
+
+def _case_slices(image: np.ndarray, z0: int, z1: int, pads, padded_hw) -> np.ndarray:
+    """(C, X, Y, Z) raw image -> (Z1 - Z0, C, H, W) z-scored, zero-padded slices, one modality at a
+    time so that memory holds the case about twice, not once per processing step."""
+    (px, _), (py, _) = pads
+    x, y = image.shape[1:3]
+    out = np.zeros((z1 - z0, image.shape[0], *padded_hw), np.float32)
+    for c in range(image.shape[0]):
+        out[:, c, px:px + x, py:py + y] = np.moveaxis(zscore_in_mask(image[c])[..., z0:z1], -1, 0)
+    return out
+
+
+def _case_label_slices(classes: np.ndarray, z0: int, z1: int, pads, padded_hw) -> np.ndarray:
+    """(X, Y, Z) class map -> (Z1 - Z0, H, W) uint8, zero-padded like the image."""
+    (px, _), (py, _) = pads
+    x, y = classes.shape[:2]
+    out = np.zeros((z1 - z0, *padded_hw), np.uint8)
+    out[:, px:px + x, py:py + y] = np.moveaxis(classes[..., z0:z1], -1, 0)
+    return out
+
+
+def _write_store(cases, folder: Path, modalities, labels: LabelSpec, test_fraction, split_seed, resize):
     split = split_cases([c.case_id for c in cases], test_fraction, split_seed)
     subset_of = dict(zip(split.case, split.subset))
     shapes = [read_shape(c) for c in cases]
-    padded_hw = [max(s[0] for s in shapes), max(s[1] for s in shapes)]
+    padded_hw = [_round_up(max(s[axis] for s in shapes), PAD_MULTIPLE) for axis in (0, 1)]
     out_hw = list(resize) if resize else padded_hw
     rows, case_meta = [], {}
     n = 0
     with open(folder / "images.f32", "wb") as f_img, open(folder / "labels.u8", "wb") as f_lab:
         for i, case in enumerate(cases):
             loaded = load_case(case)
-            if loaded.label is None:
-                raise DatasetError(f"case {case.case_id}: label file missing")
-            classes = labels_to_classes(loaded.label, label_values, case.case_id, case.label)
-            image = np.stack([zscore_in_mask(v) for v in loaded.image])
             z0, z1 = nonblank_range(loaded.image)
-            if z1 == z0:
-                raise DatasetError(f"case {case.case_id}: {case.images[0]}: all-zero image")
-            pads = _pad_offsets(image.shape[1:3], padded_hw)
-            image = np.pad(image[..., z0:z1], [(0, 0), *pads, (0, 0)])
-            classes = np.pad(classes[..., z0:z1], [*pads, (0, 0)])
-            # (C, H, W, Z) -> (Z, C, H, W) slices
-            slices = np.ascontiguousarray(np.moveaxis(image, -1, 0))
-            slice_labels = np.ascontiguousarray(np.moveaxis(classes, -1, 0))
+            pads = _pad_offsets(loaded.image.shape[1:3], padded_hw)
+            slices = _case_slices(loaded.image, z0, z1, pads, padded_hw)
+            slice_labels = _case_label_slices(labels.to_classes(loaded.label), z0, z1, pads, padded_hw)
             if resize:
                 slices, slice_labels = _resize_slices(slices, slice_labels, out_hw)
-            f_img.write(slices.astype(np.float32).tobytes())
-            f_lab.write(slice_labels.astype(np.uint8).tobytes())
+            f_img.write(memoryview(np.ascontiguousarray(slices, np.float32)).cast("B"))
+            f_lab.write(memoryview(np.ascontiguousarray(slice_labels, np.uint8)).cast("B"))
             sx, sy, sz = loaded.spacing_mm
             case_meta[case.case_id] = {
                 "subset": subset_of[case.case_id],
@@ -169,20 +225,20 @@ def _write_store(cases, folder: Path, modalities, label_values, regions, test_fr
                 "padded_hw": padded_hw,
                 # in-plane spacing of the stored slices (changes with resize), then slice spacing
                 "spacing_mm": [sx * padded_hw[0] / out_hw[0], sy * padded_hw[1] / out_hw[1], sz],
-                "affine": loaded.affine.tolist(),
+                "affine": loaded.affine.tolist(),  # RAS: the geometry original_shape is on
             }
             for z in range(z0, z1):
                 rows.append((n, case.case_id, z, subset_of[case.case_id]))
                 n += 1
             log.info("prepared %s (%d/%d): %d slices, subset %s", case.case_id, i + 1, len(cases), z1 - z0,
                      subset_of[case.case_id])
+            del loaded, slices, slice_labels  # freed before the next case is read: one case in memory
     pd.DataFrame(rows, columns=["sample_id", "case", "z", "subset"]).to_csv(folder / "index.csv", index=False)
     split.to_csv(folder / "split.csv", index=False)
     meta = {
         "images_shape": [n, len(modalities), *out_hw],
         "modalities": list(modalities),
-        "label_values": [int(v) for v in label_values],
-        "regions": {k: [int(v) for v in vals] for k, vals in regions.items()},
+        **labels.meta(),
         "cases": case_meta,
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))

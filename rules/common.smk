@@ -10,6 +10,9 @@ LOGS = f"logs/{DATASET}"
 METHODS = list(config["methods"])
 VARIANTS = config["ablations"]["variants"]  # ablation-only methods: run by the `ablations` target
 SEEDS = config["seeds"]
+SCHEDULE = config["schedule"]
+REPORT_BUDGETS = config["report"].get("budgets") or sorted({SCHEDULE[(len(SCHEDULE) - 1) // 2], SCHEDULE[-1]})
+FIGURE_BUDGET = config["report"].get("figure_budget", SCHEDULE[-1])
 
 
 wildcard_constraints:

@@ -44,8 +44,8 @@ rule paper_tables:
         loss_pdf=f"{DS}/figures/training_loss.pdf",
         loss_png=f"{DS}/figures/training_loss.png",
     params:
-        budgets=config["report"]["budgets"],
-        figure_budget=config["report"]["figure_budget"],
+        budgets=REPORT_BUDGETS,
+        figure_budget=FIGURE_BUDGET,
         hd_percentile=config["evaluation"]["hd_percentile"],
     conda:
         "../envs/slicepick.yaml"
@@ -63,7 +63,7 @@ rule ablation_table:
         md=f"{DS}/tables/ablation_{{table}}.md",
         tex=f"{DS}/tables/ablation_{{table}}.tex",
     params:
-        budgets=config["report"]["budgets"],
+        budgets=REPORT_BUDGETS,
         hd_percentile=config["evaluation"]["hd_percentile"],
     conda:
         "../envs/slicepick.yaml"

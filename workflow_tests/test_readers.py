@@ -282,6 +282,7 @@ def tiny_config(path: Path, dataset: dict) -> Path:
     near a minute on 2 cores. data_root is a placeholder: the run points it at the data."""
     tiny = yaml.safe_load((REPO / "workflow_tests" / "config_tiny.yaml").read_text())
     cfg = {key: tiny[key] for key in ("results_dir", "unet", "training", "evaluation")}
+    cfg["evaluation"] = {**tiny["evaluation"], "save_predictions": True}  # the NIfTI rule runs here
     cfg.update(data_root="/nonexistent/placeholder", dataset=dataset, seeds=tiny["seeds"][:1],
                schedule=tiny["schedule"][:2], methods={"random": {}, "full": tiny["methods"]["full"]})
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -68,8 +68,7 @@ def checkpoint_epoch(path: Path) -> int:
 def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_uninterrupted(store_and_selection, tmp_path):
     store, selection = store_and_selection
 
-    reference = start_training(store, selection, tmp_path / "uninterrupted")
-    assert reference.wait(timeout=300) == 0
+    reference = start_training(store, selection, tmp_path / "uninterrupted")  # runs alongside, one thread each
 
     # Kill the job half-way through epoch 3: after the checkpoint of epoch 2, before that of epoch 3.
     out = tmp_path / "preempted"
@@ -91,6 +90,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_uninterrupted(store_an
 
     rerun = start_training(store, selection, out)
     assert rerun.wait(timeout=300) == 0
+    assert reference.wait(timeout=300) == 0
     log_text = (out / "train.log").read_text()
     assert f"after epoch {killed_after}" in log_text, log_text
     # the rerun trains only the remaining epochs

@@ -142,7 +142,8 @@ def test_status_by_squeue_on_cluster_without_accounting(tmp_path):
         sacct = subprocess.run(["sacct", "-X", "-n"], capture_output=True, text=True, timeout=60)
         run = run_with_profile(workdir, overlay, target, timeout_s=600)
         recorded = cluster.completed_jobs()
-    assert sacct.returncode != 0  # no accounting: the plugin's default status check (sacct) cannot work here
+    # no accounting: the profile's default status check (sacct) cannot work here
+    assert sacct.returncode != 0 and "accounting storage is disabled" in sacct.stderr
     assert_ok(run)
     assert "Falling back to 'sacct'" not in run.stderr
     submitted = {m[1] for m in SUBMITTED.finditer(run.stderr)}

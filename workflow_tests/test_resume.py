@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -15,10 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
-from slicepick.data.prepare import prepare_dataset
+from slicepick.data.prepare import SliceStore, prepare_dataset
 from slicepick.data.readers import find_cases
 from slicepick.data.synthetic import generate_dataset
+from slicepick.models import build_unet
 from slicepick.rounds import make_initial_selection
+from slicepick.training import TrainConfig, train_segmentation
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6
@@ -104,3 +107,17 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_uninterrupted(store_an
     assert differing == [], f"tensors differ after resume: {differing}"
     losses = [pd.read_csv(d / "train_log.csv").loss.tolist() for d in (tmp_path / "uninterrupted", out)]
     assert losses[0] == losses[1]
+
+
+class NotWeights:
+    """Anything but tensors and plain containers: a checkpoint holding it must not be unpickled."""
+
+
+def test_checkpoint_is_loaded_without_arbitrary_pickle(store_and_selection, tmp_path):
+    store_dir, selection = store_and_selection
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"run_id": "", "epoch": 1, "payload": NotWeights()}, checkpoint)
+    model = build_unet(4, 4, [4, 8, 8, 16, 16, 4])
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        train_segmentation(model, SliceStore(store_dir), pd.read_csv(selection).sample_id.to_numpy(),
+                           TrainConfig(epochs=1), device="cpu", log_csv=tmp_path / "log.csv", checkpoint=checkpoint)

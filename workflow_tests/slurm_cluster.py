@@ -261,12 +261,18 @@ StorageLoc=slurm_acct_db
                 for line in self.jobcomp.read_text().splitlines()]
 
     def cancel_all(self) -> None:
+        """Cancel every job and wait (30 s at most) until SLURM has ended their processes."""
         subprocess.run(["scancel", "--full", "--user=root"], capture_output=True, timeout=60)
+        wait_for(lambda: subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=30).stdout == "",
+                 "cancelled jobs to end", 30)
 
     # -- tear-down -----------------------------------------------------------------------------
     def __exit__(self, *exc) -> None:
         if any(name == "slurmctld" for name, _ in self.processes):
-            self.cancel_all()
+            try:
+                self.cancel_all()
+            except (TimeoutError, subprocess.SubprocessError):
+                pass  # stop the daemons all the same
         for name, proc in reversed(self.processes):  # the daemons this object started, newest first
             if proc.poll() is None:
                 proc.terminate()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import time
@@ -182,7 +181,7 @@ class SingleNodeSlurm:
                           f"AccountingStoragePort={PORTS['slurmdbd']}\nAccountingStoragePass={self.munge_socket}\n"
                           "AccountingStorageEnforce=associations\nAccountingStorageTRES=gres/gpu\n")
         else:
-            accounting = f"AccountingStorageType=accounting_storage/none\n"
+            accounting = "AccountingStorageType=accounting_storage/none\n"
         self._write_etc("slurm.conf", f"""# written by slicepick's workflow_tests/slurm_cluster.py; removed when the test ends
 ClusterName={CLUSTER}
 SlurmctldHost={self.host}

@@ -75,9 +75,13 @@ def main(argv=None) -> None:
     parser.add_argument("configs", nargs="*", type=Path)
     args = parser.parse_args(argv)
     groups = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["groups"]
-    empty = {"results_dir": tempfile.mkdtemp(prefix="plan-")}  # nothing exists yet: every job is planned
-    if args.configs:
-        runs = [(str(path), path.resolve(), empty) for path in args.configs]
+    with tempfile.TemporaryDirectory(prefix="plan-") as results:
+        report(args.configs, groups, {"results_dir": results})  # nothing exists there: every job is planned
+
+
+def report(configs: list[Path], groups: dict, empty: dict) -> None:
+    if configs:
+        runs = [(str(path), path.resolve(), empty) for path in configs]
     else:
         runs = []
         for name in PAPER_SCHEDULES:

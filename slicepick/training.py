@@ -104,7 +104,8 @@ def train_segmentation(model: torch.nn.Module, store, sample_ids, cfg: TrainConf
     history: list[dict] = []
     start_epoch = 0
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        # on the CPU: torch.set_rng_state takes only a CPU tensor; load_state_dict copies onto the device
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if state.get("run_id") == run_id:
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])

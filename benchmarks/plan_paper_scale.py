@@ -1,0 +1,109 @@
+"""Plan the paper-scale grid as the cluster would see it: jobs, SLURM submissions after grouping, plan time.
+
+    python benchmarks/plan_paper_scale.py [CONFIG.yaml ...]
+
+Each config is dry-run through Snakemake's API with the groups of profiles/slurm/config.yaml, against an
+empty results folder (so every job is planned). Without arguments it plans config/brats2019.yaml and
+config/malc.yaml; where those are absent it builds a paper-scale stand-in in memory from config.yaml:
+10 seeds, 10 rounds (the papers' BraTS and MALC schedules), 7 methods (a method not implemented yet is
+planned with the random strategy's job shape, and said so). Prints one line per config and a total.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from slicepick.strategies import available  # noqa: E402
+
+PAPER_METHODS = ["random", "ggs", "dal", "clsmc", "ll", "oracle", "full"]
+PAPER_SCHEDULES = {  # cumulative fractions of the pool (GGS paper, Sec. 3)
+    "brats2019": [0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09],
+    "malc": [0.06, 0.12, 0.18, 0.24, 0.30, 0.36, 0.42, 0.48, 0.54, 0.60],
+}
+
+
+def stand_in_config(name: str) -> dict:
+    """Overrides of config.yaml that give the paper's grid (seeds, rounds, methods) for one dataset."""
+    base_methods = yaml.safe_load((REPO / "config.yaml").read_text())["methods"]
+    methods = {m: base_methods.get(m) or ({} if m in available() else {"module": "random"}) for m in PAPER_METHODS}
+    return {
+        "dataset": {"name": name, "layout": "brats"},  # a real-data layout: a dry run reads no data
+        "data_root": f"/data/{name}",
+        "seeds": list(range(10)),
+        "schedule": PAPER_SCHEDULES[name],
+        "methods": methods,
+    }
+
+
+def plan(configfile: Path | None, overrides: dict, groups: dict) -> dict:
+    """Dry-run one config; returns counts and the seconds it took to build the plan."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import (ConfigSettings, DAGSettings, GroupSettings, OutputSettings,
+                                          ResourceSettings)
+
+    t0 = time.perf_counter()
+    with SnakemakeApi(OutputSettings(dryrun=True, quiet=set(Quietness))) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(configfiles=[configfile] if configfile else [], config=overrides),
+            snakefile=REPO / "Snakefile", workdir=REPO)
+        workflow_api.dag(DAGSettings()).execute_workflow(
+            executor="dryrun", group_settings=GroupSettings(overwrite_groups=groups))
+        seconds = time.perf_counter() - t0
+        workflow = workflow_api._workflow
+        dag = workflow.dag
+        jobs = list(dag.jobs)
+        # jobs that stay on the submitting host: localrules and rules with nothing to run (`all`)
+        remote = [j for j in jobs if not (j.rule.group is None and (j.rule.name in workflow._localrules or j.rule.norun))]
+        group_ids = {id(dag._group[j]) for j in remote if j in dag._group}
+        ungrouped = [j for j in remote if j not in dag._group]
+        return {"jobs": len(jobs), "cluster_jobs": len(remote), "submissions": len(group_ids) + len(ungrouped),
+                "seconds": seconds}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("configs", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    groups = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["groups"]
+    with tempfile.TemporaryDirectory(prefix="plan-") as results:
+        report(args.configs, groups, {"results_dir": results})  # nothing exists there: every job is planned
+
+
+def report(configs: list[Path], groups: dict, empty: dict) -> None:
+    if configs:
+        runs = [(str(path), path.resolve(), empty) for path in configs]
+    else:
+        runs = []
+        for name in PAPER_SCHEDULES:
+            path = REPO / "config" / f"{name}.yaml"
+            if path.exists():
+                runs.append((f"config/{name}.yaml", path, empty))
+            else:
+                runs.append((f"{name} (stand-in from config.yaml)", None, {**stand_in_config(name), **empty}))
+        stand_ins = [m for m in PAPER_METHODS if m not in available()]
+        if stand_ins and any(path is None for _, path, _ in runs):
+            print(f"not implemented yet, planned with random's jobs: {', '.join(stand_ins)}")
+    print(f"{'config':<40} {'jobs':>7} {'on cluster':>10} {'submissions':>11} {'ratio':>6} {'plan s':>7}")
+    total = {"jobs": 0, "cluster_jobs": 0, "submissions": 0, "seconds": 0.0}
+    for label, configfile, overrides in runs:
+        row = plan(configfile, overrides, groups)
+        for key in total:
+            total[key] += row[key]
+        print(f"{label:<40} {row['jobs']:>7} {row['cluster_jobs']:>10} {row['submissions']:>11} "
+              f"{row['cluster_jobs'] / row['submissions']:>6.1f} {row['seconds']:>7.2f}")
+    print(f"{'total':<40} {total['jobs']:>7} {total['cluster_jobs']:>10} {total['submissions']:>11} "
+          f"{total['cluster_jobs'] / total['submissions']:>6.1f} {total['seconds']:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ if config["dataset"]["layout"] == "synthetic":
         params:
             synthetic=config["dataset"]["synthetic"],
         conda:
-            "../envs/slicepick.yaml"
+            "../envs/torch.yaml"
         log:
             f"{LOGS}/synthesize.log",
         script:
@@ -26,7 +26,7 @@ rule prepare:
         data_root=data_root,
         dataset=config["dataset"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/torch.yaml"
     log:
         f"{LOGS}/prepare.log",
     script:

@@ -21,7 +21,7 @@ rule aggregate:
     params:
         hd_percentile=config["evaluation"]["hd_percentile"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/report.yaml"
     log:
         f"{LOGS}/aggregate.log",
     script:
@@ -48,7 +48,7 @@ rule paper_tables:
         figure_budget=FIGURE_BUDGET,
         hd_percentile=config["evaluation"]["hd_percentile"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/report.yaml"
     log:
         f"{LOGS}/paper_tables.log",
     script:
@@ -66,7 +66,7 @@ rule ablation_table:
         budgets=REPORT_BUDGETS,
         hd_percentile=config["evaluation"]["hd_percentile"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/report.yaml"
     log:
         f"{LOGS}/ablation_{{table}}.log",
     script:

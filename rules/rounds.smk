@@ -12,7 +12,7 @@ rule initial_selection:
         method_cfg=lambda w: method_cfg(w.method),
         schedule=config["schedule"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/torch.yaml"
     log:
         f"{LOGS}/{{method}}/seed{{seed}}/initial_selection.log",
     script:
@@ -37,7 +37,7 @@ rule train:
         training=config["training"],
         hd_percentile=config["evaluation"]["hd_percentile"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/torch.yaml"
     log:
         f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/train.log",
     script:
@@ -60,7 +60,7 @@ rule suggest:
         schedule=config["schedule"],
         device=config["training"]["device"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/torch.yaml"
     log:
         f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/suggest.log",
     script:
@@ -76,7 +76,7 @@ rule save_predictions:
     params:
         device=config["training"]["device"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/torch.yaml"
     log:
         f"{LOGS}/{{method}}/seed{{seed}}/round{{round}}/save_predictions.log",
     script:

@@ -14,7 +14,7 @@ rule train_vae:
         vae=config["vae"],
         device=config["training"]["device"],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/torch.yaml"
     log:
         f"{LOGS}/vae/z{{dim}}.log",
     script:
@@ -32,7 +32,7 @@ rule latent_figure:
     params:
         seed=SEEDS[0],
     conda:
-        "../envs/slicepick.yaml"
+        "../envs/torch.yaml"
     log:
         f"{LOGS}/latent_figure_{{method}}.log",
     script:

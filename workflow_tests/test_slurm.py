@@ -22,11 +22,13 @@ from workflow_tests.slurm_cluster import ACCOUNT, PARTITION, SingleNodeSlurm
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-# The tiny config, made smaller to keep the test to a few minutes on 2 cores: seed 0, two rounds, no NIfTI export.
-SMALLER = "seeds: [0]\nschedule: [0.1, 0.2]\nevaluation: {save_predictions: false}\n"
+# The tiny config, made smaller to keep the test to a few minutes on 2 cores: seed 0, no NIfTI export;
+# the targets below are the selections of random, ggs (which needs the VAE job) and full.
+SMALLER = "seeds: [0]\nevaluation: {save_predictions: false}\n"
 TINY = ["--configfile", "workflow_tests/config_tiny.yaml", "smaller.yaml"]
 SELECTIONS = sorted(f"results/tiny/runs/{method}/seed0/round{k}/selection.csv"
-                    for method, k in [("random", 0), ("random", 1), ("oracle", 0), ("oracle", 1), ("full", 0)])
+                    for method, k in [("random", 0), ("random", 1), ("ggs", 0), ("ggs", 1), ("full", 0)])
+LATENT_FIGURE = "results/tiny/figures/latent_space_ggs.png"  # a local rule: drawn on the submitting host
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/(rule|group)_([^/\s]+)/")
 
 
@@ -96,7 +98,7 @@ def test_tiny_workflow_through_slurm_with_accounting(tmp_path):
     with ThreadPoolExecutor(1) as pool:
         local_run = pool.submit(snakemake, local, *SELECTIONS, "--cores", "1", *TINY, timeout_s=900)
         with SingleNodeSlurm(tmp_path / "cluster", accounting=True) as cluster:
-            run = run_with_profile(workdir, overlay, timeout_s=1200)
+            run = run_with_profile(workdir, overlay, *SELECTIONS, LATENT_FIGURE, timeout_s=1200)
             accounted = {job["JobId"]: job for job in cluster.completed_jobs()}
         assert_ok(local_run.result())
     assert_ok(run)
@@ -109,20 +111,23 @@ def test_tiny_workflow_through_slurm_with_accounting(tmp_path):
     for jobid, job in accounted.items():
         assert (job["JobState"], job["JobName"], job["Partition"], job["Account"]) == \
                ("COMPLETED", run_uuid, PARTITION, ACCOUNT), job
-        # the GPU request of the profile reached SLURM: one GPU per round group, none for data preparation
-        assert ("gres/gpu=1" in job["AllocTRES"]) == (int(jobid) in groups), job
+        # the GPU request of the profile reached SLURM: one GPU per round group and for the VAE,
+        # none for data preparation
+        wants_gpu = int(jobid) in groups or submitted[int(jobid)][1] == "train_vae"
+        assert ("gres/gpu=1" in job["AllocTRES"]) == wants_gpu, job
     # grouping: one submission per (method, seed, round) holding that round's rules, in place of one per rule
     assert sorted(name for kind, name in submitted.values()) == [
-        "full-seed0-round0_evaluate_initial_selection_train",
-        "oracle-seed0-round0_evaluate_initial_selection_train",
-        "oracle-seed0-round1_evaluate_suggest_train",
+        "full-seed0-round0_initial_selection_train",
+        "ggs-seed0-round0_initial_selection_train",
+        "ggs-seed0-round1_suggest_train",
         "prepare",
-        "random-seed0-round0_evaluate_initial_selection_train",
-        "random-seed0-round1_evaluate_suggest_train",
+        "random-seed0-round0_initial_selection_train",
+        "random-seed0-round1_suggest_train",
         "synthesize",
+        "train_vae",
     ]
-    assert "localrule aggregate:" in run.stderr  # ran on the submitting host
-    assert (workdir / "results" / "tiny" / "tables" / "summary.md").exists()
+    assert "localrule latent_figure:" in run.stderr  # ran on the submitting host
+    assert (workdir / LATENT_FIGURE).exists()
 
     # the same selections as the run on this machine without SLURM
     assert sorted(selections(workdir)) == SELECTIONS

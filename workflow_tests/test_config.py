@@ -7,6 +7,7 @@ from conftest import TINY_CONFIG, snakemake
 
 def _with(tmp_path, edit):
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg.pop("report")  # its budgets default from the schedule, which some cases change
     edit(cfg)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -22,6 +23,10 @@ CASES = {
     "fraction zero": (lambda c: c.update(schedule=[0.0, 0.5]), "config: schedule.0: 0.0 is less than or equal to the minimum of 0"),
     "unknown method": (lambda c: c["methods"].update(oracel={}), "config: methods.oracel: unknown method 'oracel'"),
     "unknown module": (lambda c: c["methods"].update(abl={"module": "nope"}), "config: methods.abl: unknown method 'nope'"),
+    "table budget not in schedule": (lambda c: c.update(report={"budgets": [0.15, 0.25]}),
+                                     "config: report.budgets.1: 0.25 is not an entry of schedule"),
+    "unknown method setting": (lambda c: c["methods"]["ggs"].update(angular_treshold=0.3),
+                               "config: methods.ggs.angular_treshold: unknown key for method 'ggs'"),
     "region label not declared": (lambda c: c["dataset"]["regions"].update(XX=[7]),
                                   "config: dataset.regions.XX: label values [7] are not in dataset.label_values"),
 }

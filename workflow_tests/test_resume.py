@@ -35,9 +35,9 @@ from slicepick.joblog import start_job
 from slicepick.rounds import train_round
 a = json.loads(sys.argv[1])
 start_job(a["log"], threads=1)
-train_round(a["store"], a["selection"], a["model"], a["log_csv"], method="random", method_cfg={}, seed=0,
-            round_index=0, unet_features=[8, 16, 16, 32, 32, 8], device="cpu",
-            training={"epochs_per_round": %d, "batch_size": 4, "lr": 1e-3,
+train_round(a["store"], a["selection"], a["model"], a["log_csv"], a["metrics"], dataset="resume", method="random",
+            method_cfg={}, seed=0, round_index=0, fraction=0.6, unet_features=[8, 16, 16, 32, 32, 8],
+            training={"epochs_per_round": %d, "batch_size": 4, "lr": 1e-3, "device": "cpu",
                       "augment": {"enabled": True, "elastic_prob": 0.5}})
 """ % EPOCHS
 
@@ -55,7 +55,7 @@ def store_and_selection(tmp_path_factory):
 def start_training(store, selection, out: Path) -> subprocess.Popen:
     out.mkdir(parents=True, exist_ok=True)
     args = {"store": str(store), "selection": str(selection), "model": str(out / "model.pt"),
-            "log_csv": str(out / "train_log.csv"), "log": str(out / "train.log")}
+            "log_csv": str(out / "train_log.csv"), "metrics": str(out / "metrics.csv"), "log": str(out / "train.log")}
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(args)], env=env)
 

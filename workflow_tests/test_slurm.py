@@ -29,6 +29,8 @@ TINY = ["--configfile", "workflow_tests/config_tiny.yaml", "smaller.yaml"]
 SELECTIONS = sorted(f"results/tiny/runs/{method}/seed0/round{k}/selection.csv"
                     for method, k in [("random", 0), ("random", 1), ("ggs", 0), ("ggs", 1), ("full", 0)])
 LATENT_FIGURE = "results/tiny/figures/latent_space_ggs.png"  # a local rule: drawn on the submitting host
+# the last round's models too, so every round group holds its training, as in a full run
+MODELS = [f"results/tiny/runs/{method}/seed0/round{k}/model.pt" for method, k in [("random", 1), ("ggs", 1), ("full", 0)]]
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/(rule|group)_([^/\s]+)/")
 
 
@@ -98,7 +100,7 @@ def test_tiny_workflow_through_slurm_with_accounting(tmp_path):
     with ThreadPoolExecutor(1) as pool:
         local_run = pool.submit(snakemake, local, *SELECTIONS, "--cores", "1", *TINY, timeout_s=900)
         with SingleNodeSlurm(tmp_path / "cluster", accounting=True) as cluster:
-            run = run_with_profile(workdir, overlay, *SELECTIONS, LATENT_FIGURE, timeout_s=1200)
+            run = run_with_profile(workdir, overlay, *SELECTIONS, *MODELS, LATENT_FIGURE, timeout_s=1200)
             accounted = {job["JobId"]: job for job in cluster.completed_jobs()}
         assert_ok(local_run.result())
     assert_ok(run)
@@ -114,7 +116,7 @@ def test_tiny_workflow_through_slurm_with_accounting(tmp_path):
         # the GPU request of the profile reached SLURM: one GPU per round group and for the VAE,
         # none for data preparation
         wants_gpu = int(jobid) in groups or submitted[int(jobid)][1] == "train_vae"
-        assert ("gres/gpu=1" in job["AllocTRES"]) == wants_gpu, job
+        assert ("gres/gpu=1" in job["AllocTRES"]) == wants_gpu, (job, submitted[int(jobid)])
     # grouping: one submission per (method, seed, round) holding that round's rules, in place of one per rule
     assert sorted(name for kind, name in submitted.values()) == [
         "full-seed0-round0_initial_selection_train",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,12 +51,25 @@ def split_pool(store, n_annotated: int, seed: int = 0):
     return annotated, np.setdiff1d(pool, annotated)
 
 
+def copy_repo(dest: Path) -> Path:
+    """The repository's files (tracked and new, not ignored) in ``dest``: a workflow to run or edit there."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, files):
+        src, dst = REPO / name, dest / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the working tree
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst, follow_symlinks=False)
+    return dest
+
+
 def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout: int = 900,
-              check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in ``workdir`` (outputs stay there), as a user would."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+              check: bool = True, repo: Path = REPO) -> subprocess.CompletedProcess:
+    """Run the workflow of ``repo`` (and its library) in ``workdir`` (outputs stay there), as a user would."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import copy_repo as copy_repo_files
 from workflow_tests.slurm_cluster import ACCOUNT, PARTITION, SingleNodeSlurm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,15 +35,8 @@ SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/(r
 
 
 def copy_repo(dest: Path) -> Path:
-    """The repository's files (tracked and new, not ignored) in ``dest``, so runs write nothing here."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, files):
-        src, dst = REPO / name, dest / name
-        if not src.exists() and not src.is_symlink():
-            continue  # deleted in the working tree
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst, follow_symlinks=False)
+    """The repository in ``dest`` with the smaller config beside it, so runs write nothing here."""
+    copy_repo_files(dest)
     (dest / "smaller.yaml").write_text(SMALLER)
     return dest
 

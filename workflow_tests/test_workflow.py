@@ -1,5 +1,6 @@
 """The workflow run for real on the tiny config, twice, in temporary folders."""
-import shutil
+import os
+import re
 
 import numpy as np
 import nibabel as nib
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, snakemake
+from conftest import TINY_CONFIG, copy_repo, snakemake
 from slicepick.strategies import get_strategy
 
 pytestmark = pytest.mark.slow
@@ -34,8 +35,8 @@ def last_selection(method, seed):
 def two_runs(tmp_path_factory):
     """The whole tiny grid, then the same config from scratch in another folder for the first seed
     (every method's last selection: all its rounds retrained), to check the selections repeat."""
-    first = tmp_path_factory.mktemp("first")
-    snakemake(first, "--cores", "2")
+    first = copy_repo(tmp_path_factory.mktemp("first"))  # a copy, so a test can edit one method's module
+    snakemake(first, "--cores", "2", repo=first)
     second = tmp_path_factory.mktemp("second")
     snakemake(second, "--cores", "2", *[last_selection(m, SEEDS[0]) for m in METHODS])
     return first / "results" / "tiny", second / "results" / "tiny"
@@ -95,7 +96,7 @@ def test_same_config_same_selections_other_seed_differs(two_runs):
 def test_predictions_are_nifti_on_the_input_grid(two_runs):
     ds = two_runs[0]
     target = f"results/tiny/runs/random/seed{SEEDS[0]}/round{ROUNDS - 1}/predictions"
-    snakemake(ds.parent.parent, "--cores", "1", target)
+    snakemake(ds.parent.parent, "--cores", "1", target, repo=ds.parent.parent)
     files = sorted((ds.parent.parent / target).glob("*_pred.nii.gz"))
     assert files
     case = files[0].name.replace("_pred.nii.gz", "")
@@ -107,7 +108,7 @@ def test_predictions_are_nifti_on_the_input_grid(two_runs):
 
 def test_ablation_target_builds_its_tables(two_runs):
     workdir = two_runs[0].parent.parent
-    snakemake(workdir, "--cores", "2", "ablations")
+    snakemake(workdir, "--cores", "2", "ablations", repo=workdir)
     table = (two_runs[0] / "tables" / "ablation_angular_condition.md").read_text()
     assert "ggs_no_angle" in table and "ggs" in table and "p (Wilcoxon)" in table
     assert "ggs_no_angle" not in pd.read_csv(two_runs[0] / "metrics.csv").method.unique()
@@ -115,8 +116,51 @@ def test_ablation_target_builds_its_tables(two_runs):
 
 def test_rerun_has_nothing_to_do(two_runs):
     workdir = two_runs[0].parent.parent
-    proc = snakemake(workdir, "-n")
+    proc = snakemake(workdir, "-n", repo=workdir)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def planned_jobs(proc) -> list[tuple[str, str | None]]:
+    """(rule, method wildcard or None) of every job a dry run would run."""
+    jobs, rule, method = [], None, None
+    for line in proc.stdout.splitlines():
+        head = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if head:
+            if rule is not None:
+                jobs.append((rule, method))
+            rule, method = head[1], None
+        wildcards = re.match(r"^wildcards: (.*)$", line.strip())
+        if wildcards and rule is not None:
+            method = dict(kv.split("=", 1) for kv in wildcards[1].split(", ")).get("method")
+    if rule is not None:
+        jobs.append((rule, method))
+    return jobs
+
+
+def test_editing_one_method_reruns_only_that_method(two_runs):
+    """A change to one method's module, or to its config block, marks only its jobs and the tables."""
+    workdir = two_runs[0].parent.parent
+    module = workdir / "slicepick" / "strategies" / "random.py"
+    original, times = module.read_text(), module.stat()
+    try:
+        module.write_text(original + "\n# an edit\n")
+        jobs = planned_jobs(snakemake(workdir, "-n", repo=workdir))
+    finally:
+        module.write_text(original)
+        os.utime(module, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert {m for _, m in jobs if m is not None} == {"random"}, jobs
+    assert {r for r, m in jobs if m is None} == {"aggregate", "paper_tables", "all"}, jobs
+    assert {r for r, m in jobs if m == "random"} == {"initial_selection", "train", "suggest"}
+
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg["methods"]["ggs"]["angular_threshold"] = 0.7
+    edited = workdir / "edited_config.yaml"
+    edited.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(workdir, "-n", configfile=edited, repo=workdir))
+    assert {m for _, m in jobs if m is not None} == {"ggs"}, jobs
+    assert {r for r, m in jobs if m is None} <= {"aggregate", "paper_tables", "latent_figure", "all"}, jobs
+    # nothing was run: the finished workflow is still complete
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", repo=workdir))
 
 
 def test_lint_is_clean(tmp_path):

@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from slicepick.data.prepare import SliceStore, prepare_dataset
-from slicepick.data.readers import find_cases
-from slicepick.data.synthetic import MODALITIES, generate_dataset
 from slicepick.latent_plots import plot_latent_space
 from slicepick.models import build_unet
 from slicepick.strategies import get_strategy
@@ -189,13 +186,9 @@ def test_latent_step_follows_the_encoder_jacobian():
 # --- the whole suggestion on a tiny store -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_store, tmp_path_factory):
     root = tmp_path_factory.mktemp("ggs_store")
-    generate_dataset(root / "raw", n_cases=4, shape=(32, 32, 20), seed=2)
-    cases = find_cases("brats", root / "raw", {"modalities": list(MODALITIES)})
-    prepare_dataset(cases, root / "store", modalities=MODALITIES, label_values=[0, 1, 2, 4],
-                    regions={"WT": [1, 2, 4]}, test_fraction=0.25, split_seed=0)
-    store = SliceStore(root / "store")
+    store = tiny_store
     torch.manual_seed(0)
     vae = build_vae(4, 32, 32, 3, (4, 8, 8, 16)).eval()  # untrained: the plumbing is under test
     save_vae(root / "vae.pt", vae)

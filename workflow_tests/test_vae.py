@@ -6,9 +6,6 @@ import pandas as pd
 import pytest
 import torch
 
-from slicepick.data.prepare import SliceStore, prepare_dataset
-from slicepick.data.readers import find_cases
-from slicepick.data.synthetic import MODALITIES, generate_dataset
 from slicepick.vae import (build_vae, encode, load_vae, plot_reconstructions, save_vae, train_vae,
                            vae_loss)
 
@@ -16,13 +13,8 @@ CHANNELS = (4, 8, 8, 16)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vae_store")
-    generate_dataset(root / "raw", n_cases=4, shape=(32, 32, 20), seed=1)
-    cases = find_cases("brats", root / "raw", {"modalities": list(MODALITIES)})
-    prepare_dataset(cases, root / "store", modalities=MODALITIES, label_values=[0, 1, 2, 4],
-                    regions={"WT": [1, 2, 4]}, test_fraction=0.25, split_seed=0)
-    return SliceStore(root / "store")
+def store(tiny_store):
+    return tiny_store
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ def test_rerun_has_nothing_to_do(two_runs):
 def planned_jobs(proc) -> list[tuple[str, str | None]]:
     """(rule, method wildcard or None) of every job a dry run would run."""
     jobs, rule, method = [], None, None
-    for line in proc.stdout.splitlines():
+    for line in (proc.stdout + proc.stderr).splitlines():
         head = re.match(r"^(?:local)?rule (\w+):$", line.strip())
         if head:
             if rule is not None:

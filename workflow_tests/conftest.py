@@ -70,7 +70,9 @@ def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    # cwd=repo: `python -m` puts the working directory first on sys.path, so the Snakefile imports
+    # the library of ``repo`` (whose module files are the methods' rule inputs)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=repo)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     return proc

@@ -84,21 +84,22 @@ def test_two_sources_never_share_a_suggestion():
         assert sorted(got) == [100, 101]
 
 
+def random_latent_space(seed, n_sources, n_pool):
+    """Sources z, their steps z' (small, random directions) and a pool of latents, all 3-D."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n_sources, 3))
+    return z, z + 0.01 * rng.normal(size=(n_sources, 3)), rng.normal(size=(n_pool, 3))
+
+
 def test_deterministic_for_a_seed():
-    rng = np.random.default_rng(7)
-    z = rng.normal(size=(6, 3))
-    z_prime = z + 0.01 * rng.normal(size=(6, 3))
-    latents = rng.normal(size=(200, 3))
+    z, z_prime, latents = random_latent_space(7, 6, 200)
     first = choose(z, z_prime, latents, k=15, seed=3)
     assert first == choose(z, z_prime, latents, k=15, seed=3)
     assert len(set(first)) == 15
 
 
 def test_growing_neighbour_queries_match_a_full_sort():
-    rng = np.random.default_rng(0)
-    z = rng.normal(size=(5, 3))
-    z_prime = z + 0.01 * rng.normal(size=(5, 3))
-    latents = rng.normal(size=(300, 3))
+    z, z_prime, latents = random_latent_space(0, 5, 300)
     full = choose(z, z_prime, latents, k=40, search_k=300)
     assert choose(z, z_prime, latents, k=40, search_k=1) == full
     assert choose(z, z_prime, latents, k=40, search_k=7) == full

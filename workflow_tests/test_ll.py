@@ -82,7 +82,7 @@ def test_train_round_switches_the_head_gradient_at_sixty_percent(tiny_store, tin
 
     def spy(model, store, ids, cfg, **kw):
         for epoch in range(cfg.epochs):
-            kw["on_epoch_start"](model, epoch)
+            kw["on_epoch_start"](model, epoch, cfg.epochs)
             seen.append(model.head_gradient)
         return []
 

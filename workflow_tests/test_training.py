@@ -1,6 +1,7 @@
 """The shared training loop: it learns, it is reproducible, it resumes from its checkpoint."""
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from slicepick.models import build_unet, load_model, save_model, unet_spec
@@ -23,7 +24,8 @@ def test_loss_decreases_and_log_is_written(tiny_store, tmp_path, caplog):
     _, history = _train(tiny_store, tmp_path, epochs=8)
     assert history[-1]["loss"] < history[0]["loss"]
     log = pd.read_csv(tmp_path / "a.csv")
-    assert list(log.columns) == ["epoch", "loss", "seconds", "samples_per_s", "n_samples"]
+    assert list(log.columns) == ["epoch", "loss", "seg_loss", "seconds", "samples_per_s", "n_samples"]
+    assert np.allclose(log.loss, log.seg_loss)  # no method term: the loss is the segmentation loss
     assert log.epoch.tolist() == list(range(1, 9)) and (log.n_samples == 24).all()
     assert "epoch 8/8 loss" in caplog.text and "samples/s" in caplog.text
 
@@ -55,3 +57,33 @@ def test_save_load_roundtrip_weights_only(tiny_store, tmp_path):
     ids = tiny_store.pool_ids[:5]
     assert np.array_equal(predict_classes(model, tiny_store, ids, "cpu"), predict_classes(loaded, tiny_store, ids, "cpu"))
     assert payload["spec"]["features"] == FEATURES
+
+
+def test_step_floor_trains_small_sets_for_more_epochs():
+    from slicepick.training import epochs_for
+
+    assert epochs_for(TrainConfig(epochs=10, batch_size=16, min_steps=0), 15) == 10  # the paper's setting
+    assert epochs_for(TrainConfig(epochs=10, batch_size=16, min_steps=100), 15) == 100  # 1 batch an epoch
+    assert epochs_for(TrainConfig(epochs=10, batch_size=16, min_steps=100), 40) == 34  # 3 batches: 102 steps
+    assert epochs_for(TrainConfig(epochs=10, batch_size=16, min_steps=100), 800) == 10  # 50 a epoch: E wins
+
+
+def test_step_floor_reaches_the_training_loop(tiny_store, tmp_path):
+    model = build_unet(4, 4, FEATURES)
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0, min_steps=6)
+    history = train_segmentation(model, tiny_store, tiny_store.pool_ids[:16], cfg, device="cpu",
+                                 log_csv=tmp_path / "log.csv", checkpoint=tmp_path / "ck.pt")
+    assert len(history) == 3  # two batches an epoch: three epochs make the six steps
+
+
+def test_losses_by_name():
+    from slicepick.training import segmentation_loss
+
+    logits = torch.zeros(2, 4, 8, 8, requires_grad=True)
+    labels = torch.zeros(2, 1, 8, 8)
+    dice = segmentation_loss("dice")(logits, labels)
+    dice_ce = segmentation_loss("dice_ce")(logits, labels)
+    # uniform logits: cross-entropy adds log(4) to the Dice term
+    assert torch.isclose(dice_ce - dice, torch.log(torch.tensor(4.0)), atol=1e-4)
+    with pytest.raises(ValueError, match="training.loss 'focal'"):
+        segmentation_loss("focal")

@@ -41,7 +41,7 @@ from slicepick.maxcover import greedy_max_cover
 from slicepick.models import EnsembleMean, build_seeded, ensemble_spec, load_model
 from slicepick.seeding import stream_seed
 from slicepick.strategies.base import SuggestionContext, check_request, with_defaults
-from slicepick.training import TrainConfig, train_segmentation
+from slicepick.training import LOG_COLUMNS, TrainConfig, train_segmentation
 
 DEFAULTS = {"n_models": 4, "candidates": 20, "per_step": 10}
 BOTTLENECK = "down_4"  # MONAI BasicUNet: output of the last encoder block, before upsampling
@@ -147,7 +147,8 @@ def train_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig,
 
     Same signature as ``training.train_unet_round``. ``spec``: the base U-Net spec of a member
     (used at round 0); later rounds fine-tune member i of ``previous_model``. Member i's initial
-    weights, resample and data order come from seeds derived from ``cfg.seed`` and i. Resumable:
+    weights (member 0: ``cfg.seed`` itself, the seed's initial weights shared with every
+    method's round 0), resample and data order come from seeds derived from ``cfg.seed`` and i. Resumable:
     one ``checkpoint_member{i}.pt`` per member in ``checkpoint_dir`` (the caller removes them
     after saving).
     """
@@ -155,7 +156,9 @@ def train_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig,
     checkpoint_dir = Path(checkpoint_dir)
     sample_ids = np.asarray(sample_ids)
     if previous_model is None:
-        members = [build_seeded(spec, stream_seed(cfg.seed, "init", i)) for i in range(p["n_models"])]
+        # member 0 starts from the seed's initial weights (those of every method's round 0)
+        members = [build_seeded(spec, cfg.seed if i == 0 else stream_seed(cfg.seed, "init", i))
+                   for i in range(p["n_models"])]
         member_specs = [spec] * p["n_models"]
     else:
         previous, payload = load_model(previous_model, device)
@@ -173,7 +176,7 @@ def train_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig,
         member_log.unlink()
         rows += [{**row, "member": i} for row in history]
     with open(log_csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "loss", "seconds", "samples_per_s", "n_samples", "member"])
+        writer = csv.DictWriter(f, fieldnames=[*LOG_COLUMNS, "member"])
         writer.writeheader()
         writer.writerows(rows)
     return EnsembleMean(members).to(device), ensemble_spec(member_specs)

@@ -14,7 +14,7 @@ Training (``train_round``, through the shared loop's ``extra_loss`` and ``on_epo
     the batch is split into halves and the i-th sample of the first half paired with the i-th of
     the second; per pair max(0, -sign * (predicted_i - predicted_j) + margin) with sign = +1 when
     target_i > target_j and -1 otherwise, averaged over the pairs (an odd last sample is unpaired).
-    From epoch floor(``stop_head_gradient_at`` * E) on, the head reads detached features, so its
+    From epoch floor(``stop_head_gradient_at`` * E) on (E: the round's epochs, step floor included), the head reads detached features, so its
     loss trains the head only (paper: after 30 of 50 epochs). Rounds fine-tune for E epochs each,
     and the switch applies to each round's E epochs: every round starts with the head's gradient
     reaching the backbone and stops it after 60% of that round.
@@ -130,7 +130,7 @@ def head_gradient_stop_epoch(epochs: int, fraction: float) -> int:
 def train_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig, *, device,
                 log_csv: str | Path, checkpoint_dir: str | Path, run_id: str,
                 params: dict | None = None) -> tuple[UNetWithLossHead, dict]:
-    """Train U-Net and head together for ``cfg.epochs``; returns (model, its ``unet_ll`` spec).
+    """Train U-Net and head together for the round's epochs; returns (model, its ``unet_ll`` spec).
 
     Same signature as ``training.train_unet_round``: ``spec`` is the base U-Net spec (round 0),
     later rounds fine-tune ``previous_model`` (a saved ``unet_ll``).
@@ -144,11 +144,10 @@ def train_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig,
         model_spec = payload["spec"]
         if model_spec["kind"] != "unet_ll":
             raise ValueError(f"ll: {previous_model} is a '{model_spec['kind']}' model, not 'unet_ll'")
-    stop = head_gradient_stop_epoch(cfg.epochs, p["stop_head_gradient_at"])
     per_sample_dice = dice_loss(reduction="none")
 
-    def on_epoch_start(model, epoch):
-        model.head_gradient = epoch < stop
+    def on_epoch_start(model, epoch, epochs):
+        model.head_gradient = epoch < head_gradient_stop_epoch(epochs, p["stop_head_gradient_at"])
 
     def extra_loss(model, images, labels, logits, epoch):
         target = per_sample_dice(logits, labels).flatten(1).mean(1).detach()

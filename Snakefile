@@ -27,6 +27,9 @@ except ConfigError as _err:
 validate(config, "config/schema.yaml")  # fills in the schema's defaults
 
 
+report: "docs/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/vae.smk"

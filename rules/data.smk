@@ -13,6 +13,8 @@ if config["dataset"]["layout"] == "synthetic":
             "../envs/torch.yaml"
         log:
             f"{LOGS}/synthesize.log",
+        benchmark:
+            f"{BENCH}/synthesize.tsv"
         script:
             "../scripts/synthesize.py"
 
@@ -29,5 +31,7 @@ rule prepare:
         "../envs/torch.yaml"
     log:
         f"{LOGS}/prepare.log",
+    benchmark:
+        f"{BENCH}/prepare.tsv"
     script:
         "../scripts/prepare.py"

@@ -8,7 +8,8 @@ rule train_vae:
         model=vae_file("{dim}", "model.pt"),
         latents=vae_file("{dim}", "latents.npy"),
         log_csv=vae_file("{dim}", "train_log.csv"),
-        reconstructions_png=vae_file("{dim}", "reconstructions.png"),
+        reconstructions_png=report(vae_file("{dim}", "reconstructions.png"), caption=f"{CAPTIONS}/reconstructions.rst",
+                                   category="Latent space"),
         reconstructions_pdf=vae_file("{dim}", "reconstructions.pdf"),
     params:
         vae=config["vae"],
@@ -17,6 +18,9 @@ rule train_vae:
         "../envs/torch.yaml"
     log:
         f"{LOGS}/vae/z{{dim}}.log",
+    threads: THREADS
+    benchmark:
+        f"{BENCH}/train_vae/z{{dim}}.tsv"
     script:
         "../scripts/train_vae.py"
 
@@ -27,7 +31,8 @@ rule latent_figure:
         store=STORE,
         selection=lambda w: last_round_selections(w.method),
     output:
-        png=f"{DS}/figures/latent_space_{{method}}.png",
+        png=report(f"{DS}/figures/latent_space_{{method}}.png", caption=f"{CAPTIONS}/latent_space.rst",
+                   category="Latent space"),
         pdf=f"{DS}/figures/latent_space_{{method}}.pdf",
     params:
         seed=SEEDS[0],
@@ -35,5 +40,7 @@ rule latent_figure:
         "../envs/torch.yaml"
     log:
         f"{LOGS}/latent_figure_{{method}}.log",
+    benchmark:
+        f"{BENCH}/latent_figure/{{method}}.tsv"
     script:
         "../scripts/latent_figure.py"

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from slicepick.data.prepare import SliceStore
+from slicepick.data.store import SliceStore
 from slicepick.joblog import start_job
 from slicepick.latent_plots import plot_latent_space
 

@@ -1,5 +1,5 @@
 """Test-case predictions as NIfTI on the input grid, for an annotator's viewer."""
-from slicepick.data.prepare import SliceStore
+from slicepick.data.store import SliceStore
 from slicepick.evaluation import save_predictions
 from slicepick.joblog import start_job
 from slicepick.models import load_model, pick_device

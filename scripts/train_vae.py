@@ -1,7 +1,7 @@
 """Train the VAE on the pool, encode every stored slice, draw inputs beside reconstructions."""
 import numpy as np
 
-from slicepick.data.prepare import SliceStore
+from slicepick.data.store import SliceStore
 from slicepick.joblog import start_job
 from slicepick.models import pick_device
 from slicepick.vae import encode, plot_reconstructions, save_vae, train_vae

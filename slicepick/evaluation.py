@@ -48,21 +48,43 @@ def dice_hd95(pred: np.ndarray, ref: np.ndarray, spacing_mm, percentile: float =
     return dice, hd
 
 
+DEGENERATE_BACKGROUND_SHARE = 0.5
+
+
+def is_degenerate(foreground_on_background: float, predicted_foreground: int) -> bool:
+    """A model that has not learned: foreground on more than half of the test set's background
+    pixels (the "everything is tumour" start), or no foreground at all."""
+    return foreground_on_background > DEGENERATE_BACKGROUND_SHARE or predicted_foreground == 0
+
+
 def evaluate_model(model, store, device, percentile: float = 95.0) -> pd.DataFrame:
-    """Per test case and region: Dice and HD (mm) on the 3D stack of 2D predictions."""
+    """Per test case and region: Dice and HD (mm) on the 3D stack of 2D predictions.
+
+    Every row also carries the model's ``degenerate`` flag (see ``is_degenerate``), with the
+    numbers behind it over the whole test set (``foreground_on_background``, ``predicted_foreground``).
+    """
     rows = []
     meta = store.meta
+    background_px = foreground_on_background = predicted_foreground = 0
     for case in store.case_ids("test"):
         ids = store.case_samples(case)
         pred = np.moveaxis(predict_classes(model, store, ids, device), 0, -1)  # (H, W, Z)
         ref = np.moveaxis(np.array(store.labels[ids]), 0, -1)
+        background_px += int((ref == 0).sum())
+        foreground_on_background += int(((pred != 0) & (ref == 0)).sum())
+        predicted_foreground += int((pred != 0).sum())
         spacing = meta["cases"][case]["spacing_mm"]
         pred_regions = region_masks(pred, meta["regions"], meta["label_values"])
         ref_regions = region_masks(ref, meta["regions"], meta["label_values"])
         for region in meta["regions"]:
             dice, hd = dice_hd95(pred_regions[region], ref_regions[region], spacing, percentile)
             rows.append({"case": case, "region": region, "dice": dice, "hd95": hd})
-    return pd.DataFrame(rows)
+    scores = pd.DataFrame(rows)
+    share = foreground_on_background / max(background_px, 1)
+    scores["degenerate"] = is_degenerate(share, predicted_foreground)
+    scores["foreground_on_background"] = share
+    scores["predicted_foreground"] = predicted_foreground
+    return scores
 
 
 def to_original_grid(classes_hwz: np.ndarray, case_meta: dict, label_values) -> np.ndarray:

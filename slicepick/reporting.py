@@ -13,7 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-METRIC_COLUMNS = ["dataset", "method", "seed", "round", "fraction", "n_annotated", "case", "region", "dice", "hd95"]
+METRIC_COLUMNS = ["dataset", "method", "seed", "round", "fraction", "n_annotated", "case", "region", "dice", "hd95",
+                  "degenerate"]
+DEGENERATE_MARK = "†"  # tables: a row with at least one degenerate model (metrics.csv column degenerate)
 REFERENCE_METHODS = ("full",)
 UPPER_REFERENCES = ("oracle", *REFERENCE_METHODS)  # shown beside the methods, never competing with them
 
@@ -43,7 +45,8 @@ def seed_means(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean over test cases for each (method, seed, budget, region): one value per seed."""
     keys = ["dataset", "method", "seed", "round", "fraction", "region"]
     return metrics.groupby(keys, as_index=False).agg(dice=("dice", "mean"), hd95=("hd95", "mean"),
-                                                     n_annotated=("n_annotated", "mean"))
+                                                     n_annotated=("n_annotated", "mean"),
+                                                     degenerate=("degenerate", "max"))
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +54,7 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     per_seed = seed_means(metrics)
     keys = ["method", "round", "fraction", "region"]
     out = per_seed.groupby(keys, as_index=False).agg(
-        n_seeds=("seed", "nunique"), n_annotated=("n_annotated", "mean"),
+        n_seeds=("seed", "nunique"), n_degenerate=("degenerate", "sum"), n_annotated=("n_annotated", "mean"),
         dice_mean=("dice", "mean"), dice_std=("dice", "std"), hd95_mean=("hd95", "mean"), hd95_std=("hd95", "std"))
     return out.fillna({"dice_std": 0.0, "hd95_std": 0.0})
 
@@ -65,7 +68,9 @@ def wide_table(summary: pd.DataFrame, hd_percentile: float = 95) -> pd.DataFrame
     hd = f"HD{hd_percentile:g} (mm)"
     rows = []
     for (method, rnd, fraction), group in summary.groupby(["method", "round", "fraction"], sort=True):
-        row = {"method": method, "annotated %": f"{100 * fraction:g}", "seeds": int(group.n_seeds.max())}
+        degenerate = int(group.n_degenerate.max())
+        row = {"method": method + (f" {DEGENERATE_MARK}" if degenerate else ""), "annotated %": f"{100 * fraction:g}",
+               "seeds": int(group.n_seeds.max()), "degenerate seeds": degenerate}
         for _, r in group.iterrows():
             row[f"Dice {r.region}"] = _pm(r.dice_mean, r.dice_std, 3)
             row[f"{hd} {r.region}"] = _pm(r.hd95_mean, r.hd95_std, 1)
@@ -77,14 +82,18 @@ def write_tables(summary: pd.DataFrame, out_csv, out_md, out_tex, hd_percentile:
     summary.to_csv(out_csv, index=False)
     wide = wide_table(summary, hd_percentile)
     caption = ("Mean ± std over seeds (each seed: mean over test cases) of Dice and "
-               f"HD{hd_percentile:g} in mm, per method and annotated fraction of the pool.")
+               f"HD{hd_percentile:g} in mm, per method and annotated fraction of the pool. "
+               f"{DEGENERATE_MARK}: at least one seed's model is degenerate (foreground on more than half of the "
+               "test background, or none at all).")
     Path(out_md).write_text(f"{caption}\n\n{wide.to_markdown(index=False)}\n")
     latex = wide.to_latex(index=False, escape=True, caption=caption, label="tab:summary")
     Path(out_tex).write_text(latex.replace("±", r"$\pm$"))
 
 
-def plot_learning_curves(summary: pd.DataFrame, out_pdf, out_png, hd_percentile: float = 95) -> None:
-    """Dice and HD against annotated %, one column per region; band = std over seeds."""
+def plot_learning_curves(summary: pd.DataFrame, out_pdf, out_png, hd_percentile: float = 95,
+                         per_seed: pd.DataFrame | None = None) -> None:
+    """Dice and HD against annotated %, one column per region; band = std over seeds, clipped to the
+    metric's range (Dice in [0, 1], HD >= 0); ``per_seed`` (``seed_means``) adds each seed as a dot."""
     regions = list(dict.fromkeys(summary.region))
     iterative = summary[~summary.method.isin(REFERENCE_METHODS)]
     methods = sorted(iterative.method.unique())
@@ -98,8 +107,14 @@ def plot_learning_curves(summary: pd.DataFrame, out_pdf, out_png, hd_percentile:
                 d = iterative[(iterative.method == method) & (iterative.region == region)].sort_values("fraction")
                 x = 100 * d.fraction
                 ax.plot(x, d[f"{metric}_mean"], marker="o", ms=4, label=method, color=palette[method])
-                ax.fill_between(x, d[f"{metric}_mean"] - d[f"{metric}_std"], d[f"{metric}_mean"] + d[f"{metric}_std"],
+                upper = 1.0 if metric == "dice" else np.inf
+                ax.fill_between(x, np.clip(d[f"{metric}_mean"] - d[f"{metric}_std"], 0, upper),
+                                np.clip(d[f"{metric}_mean"] + d[f"{metric}_std"], 0, upper),
                                 alpha=0.18, color=palette[method], linewidth=0)
+                if per_seed is not None:
+                    dots = per_seed[(per_seed.method == method) & (per_seed.region == region)]
+                    ax.scatter(100 * dots.fraction, dots[metric], s=8, alpha=0.6, color=palette[method],
+                               linewidths=0)
             for ref in REFERENCE_METHODS:
                 d = summary[(summary.method == ref) & (summary.region == region)]
                 if len(d):
@@ -175,30 +190,31 @@ def read_train_logs(paths) -> pd.DataFrame:
 
 
 def plot_training_loss(logs: pd.DataFrame, out_pdf, out_png) -> None:
-    """Training loss per method along its rounds, epochs counted across rounds; band = std over seeds.
-
-    Ensemble members are averaged first. Dotted lines mark the start of each round.
-    """
-    per_seed = logs.groupby(["method", "seed", "round", "epoch"], as_index=False).loss.mean()
+    """Segmentation loss of every method on one axis, epochs counted across rounds; band = std over
+    seeds. A method's own extra term (LL's ranking loss) is left out, so the curves compare; ensemble
+    members are averaged. Page width (7 in); dots mark the first epoch of each round."""
+    column = "seg_loss" if "seg_loss" in logs.columns else "loss"
+    per_seed = logs.groupby(["method", "seed", "round", "epoch"], as_index=False)[column].mean()
     methods = method_order(per_seed.method.unique())
-    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), sharey=True, squeeze=False)
-    for ax, method in zip(axes[0], methods):
+    palette = dict(zip(methods, sns.color_palette("tab10", max(len(methods), 1))))
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.0)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method in methods:
         d = per_seed[per_seed.method == method]
         epochs_per_round = d.groupby("round").epoch.max().sort_index()
         offset = epochs_per_round.cumsum().shift(fill_value=0)
         d = d.assign(step=d.epoch + d["round"].map(offset))
-        curve = d.groupby("step").loss.agg(["mean", "std"]).fillna(0.0)
-        ax.plot(curve.index, curve["mean"], color="tab:blue")
-        ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"], alpha=0.2,
-                        color="tab:blue", linewidth=0)
-        for start in offset.to_numpy()[1:]:
-            ax.axvline(start + 0.5, color="grey", ls=":", lw=1)
-        n_rounds = len(epochs_per_round)
-        ax.set_title(f"{method} ({n_rounds} round{'s' if n_rounds != 1 else ''})")
-        ax.set_xlabel("epoch (across rounds)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].set_ylabel("training loss")
+        curve = d.groupby("step")[column].agg(["mean", "std"]).fillna(0.0)
+        ax.plot(curve.index, curve["mean"], color=palette[method], label=method, lw=1.2,
+                ls="--" if method in REFERENCE_METHODS else "-")
+        ax.fill_between(curve.index, (curve["mean"] - curve["std"]).clip(lower=0), curve["mean"] + curve["std"],
+                        alpha=0.15, color=palette[method], linewidth=0)
+        starts = (offset + 1).to_numpy()
+        ax.scatter(starts, curve["mean"].reindex(starts).to_numpy(), color=palette[method], s=12, zorder=3)
+    ax.set_xlabel("epoch, counted across rounds (dots: first epoch of a round)")
+    ax.set_ylabel("segmentation loss (training)")
+    ax.set_ylim(bottom=0)
+    ax.legend(ncol=min(len(methods), 4), fontsize=8, frameon=False)
     fig.tight_layout()
     _save(fig, out_pdf, out_png)
 
@@ -219,7 +235,7 @@ def aggregate(metric_paths, out_dir, hd_percentile: float = 95) -> dict[str, Pat
     metrics = collect_metrics(metric_paths, outputs["metrics"])
     summary = summary_table(metrics)
     write_tables(summary, outputs["table_csv"], outputs["table_md"], outputs["table_tex"], hd_percentile)
-    plot_learning_curves(summary, outputs["curves_pdf"], outputs["curves_png"], hd_percentile)
+    plot_learning_curves(summary, outputs["curves_pdf"], outputs["curves_png"], hd_percentile, seed_means(metrics))
     return outputs
 
 

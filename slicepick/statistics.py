@@ -128,8 +128,10 @@ def paper_table(metrics: pd.DataFrame, budgets, regions, hd_percentile: float = 
         for fraction, metric, region in columns:
             r = s[s.region == region] if method in REFERENCE_METHODS else at_budget(s[s.region == region], fraction)
             digits = 3 if metric == "dice" else 2
+            mark = " †" if len(r) and r.n_degenerate.iloc[0] else ""  # a degenerate model among the seeds
             row[label[(fraction, metric, region)]] = (
-                f"{r[f'{metric}_mean'].iloc[0]:.{digits}f} ± {r[f'{metric}_std'].iloc[0]:.{digits}f}" if len(r) else "–")
+                f"{r[f'{metric}_mean'].iloc[0]:.{digits}f} ± {r[f'{metric}_std'].iloc[0]:.{digits}f}{mark}"
+                if len(r) else "–")
         table[method] = row
     p_row = {}
     for fraction, metric, region in columns:
@@ -154,7 +156,8 @@ def write_paper_table(table: pd.DataFrame, out_csv, out_md, out_tex, hd_percenti
                "mean ± std over seeds (each seed: mean over test cases); full is trained on the whole pool. "
                "Last row: two-sided Wilcoxon signed-rank test between the two best methods by mean Dice "
                "(oracle and full excluded), paired over test cases (each case: mean over seeds), n = number of "
-               "test cases.")
+               "test cases. †: at least one seed's model is degenerate (foreground on more than half of the test "
+               "background, or none at all).")
     table.to_csv(out_csv, index=False)
     Path(out_md).write_text(f"{caption}\n\n{table.to_markdown(index=False)}\n")
     latex = table.to_latex(index=False, escape=True, caption=caption, label=label)

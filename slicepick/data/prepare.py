@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from slicepick.data.labels import LabelSpec
+from slicepick.data.store import SliceStore  # noqa: F401  (re-exported: the store's reader)
 from slicepick.data.readers import CaseFiles, DatasetError, find_cases, load_case, read_shape, resolve_dataset
 from slicepick.data.validate import Problem, validate_cases
 from slicepick.seeding import rng_for
@@ -78,39 +79,6 @@ def _resize_slices(images: np.ndarray, labels: np.ndarray, size_hw) -> tuple[np.
     img = F.interpolate(torch.from_numpy(images), size=tuple(size_hw), mode="bilinear", align_corners=False)
     lab = F.interpolate(torch.from_numpy(labels[:, None].astype(np.float32)), size=tuple(size_hw), mode="nearest")
     return img.numpy(), lab[:, 0].numpy().astype(np.uint8)
-
-
-class SliceStore:
-    """Read-only view of a prepared dataset (memory-mapped)."""
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.meta = json.loads((self.folder / "meta.json").read_text())
-        n, c, h, w = self.meta["images_shape"]
-        self.images = np.memmap(self.folder / "images.f32", dtype=np.float32, mode="r", shape=(n, c, h, w))
-        self.labels = np.memmap(self.folder / "labels.u8", dtype=np.uint8, mode="r", shape=(n, h, w))
-        self.index = pd.read_csv(self.folder / "index.csv")
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.meta["label_values"])
-
-    @property
-    def n_channels(self) -> int:
-        return self.meta["images_shape"][1]
-
-    @property
-    def pool_ids(self) -> np.ndarray:
-        """Sample ids of every slice of the training cases: the pool annotation draws from."""
-        return self.index.loc[self.index.subset == "train", "sample_id"].to_numpy()
-
-    def case_ids(self, subset: str) -> list[str]:
-        return sorted(self.index.loc[self.index.subset == subset, "case"].unique())
-
-    def case_samples(self, case_id: str) -> np.ndarray:
-        """Sample ids of one case, ordered by slice (z)."""
-        rows = self.index[self.index.case == case_id].sort_values("z")
-        return rows.sample_id.to_numpy()
 
 
 def prepare_dataset(cases: list[CaseFiles], out_dir: str | Path, *, modalities, label_values=None, regions=None,

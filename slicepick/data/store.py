@@ -1,0 +1,44 @@
+"""The prepared slice store, read-only (format: :mod:`slicepick.data.prepare`).
+
+Imports neither torch nor MONAI, so table and figure jobs that read the store start fast.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class SliceStore:
+    """Read-only view of a prepared dataset (memory-mapped)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+        n, c, h, w = self.meta["images_shape"]
+        self.images = np.memmap(self.folder / "images.f32", dtype=np.float32, mode="r", shape=(n, c, h, w))
+        self.labels = np.memmap(self.folder / "labels.u8", dtype=np.uint8, mode="r", shape=(n, h, w))
+        self.index = pd.read_csv(self.folder / "index.csv")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.meta["label_values"])
+
+    @property
+    def n_channels(self) -> int:
+        return self.meta["images_shape"][1]
+
+    @property
+    def pool_ids(self) -> np.ndarray:
+        """Sample ids of every slice of the training cases: the pool annotation draws from."""
+        return self.index.loc[self.index.subset == "train", "sample_id"].to_numpy()
+
+    def case_ids(self, subset: str) -> list[str]:
+        return sorted(self.index.loc[self.index.subset == subset, "case"].unique())
+
+    def case_samples(self, case_id: str) -> np.ndarray:
+        """Sample ids of one case, ordered by slice (z)."""
+        rows = self.index[self.index.case == case_id].sort_values("z")
+        return rows.sample_id.to_numpy()

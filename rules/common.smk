@@ -1,17 +1,23 @@
 # Helper functions that compute inputs and targets; no logic beyond paths.
-from slicepick.strategies import declared, module_name, module_path
+from slicepick.pairing import copy_shared_start
+from slicepick.strategies import declared, module_name, module_path, shares_start
 
 RESULTS = config["results_dir"]
 DATASET = config["dataset"]["name"]
 DS = f"{RESULTS}/{DATASET}"
 STORE = f"{DS}/prepared"
 RUN = f"{DS}/runs/{{method}}/seed{{seed}}/round{{round}}"
+START = f"{DS}/runs/_start/seed{{seed}}"  # round 0 shared by the methods in SHARING
 LOGS = f"logs/{DATASET}"
+BENCH = f"{DS}/benchmarks"  # Snakemake's per-job wall time and memory (benchmarks/job_startup.py reads them)
+THREADS = config["training"]["threads"]
+CAPTIONS = "../docs/report"  # report captions, relative to the rules files
 METHODS = list(config["methods"])
 VARIANTS = config["ablations"]["variants"]  # ablation-only methods: run by the `ablations` target
 SEEDS = config["seeds"]
 SCHEDULE = config["schedule"]
 REPORT_BUDGETS = config["report"].get("budgets") or sorted({SCHEDULE[(len(SCHEDULE) - 1) // 2], SCHEDULE[-1]})
+ABLATION_BUDGETS = config["report"].get("ablation_budgets") or REPORT_BUDGETS
 FIGURE_BUDGET = config["report"].get("figure_budget", SCHEDULE[-1])
 
 
@@ -62,21 +68,49 @@ def strategy_module(wildcards):
     return str(module_path(module_name(wildcards.method, method_cfg(wildcards.method))))
 
 
+def method_shares_start(method):
+    return shares_start(module_name(method, method_cfg(method)))
+
+
+# Methods (and ablation variants) whose round 0 is the shared start: random start, plain U-Net.
+SHARING = [m for m in [*METHODS, *VARIANTS] if method_shares_start(m)]
+
+
+def previous_round(wildcards):
+    """The previous round's model and selection (the suggestion's inputs); none at round 0."""
+    k = int(wildcards.round)
+    if k == 0:
+        return {}
+    return {"previous_model": round_file(wildcards.method, wildcards.seed, k - 1, "model.pt"),
+            "previous_selection": round_file(wildcards.method, wildcards.seed, k - 1, "selection.csv")}
+
+
 def n_rounds(method):
     if declared(module_name(method, method_cfg(method)), "SINGLE_ROUND", False):
         return 1
     return len(config["schedule"])
 
 
-def previous_model(wildcards):
-    k = int(wildcards.round)
-    if k == 0:
-        return []
-    return round_file(wildcards.method, wildcards.seed, k - 1, "model.pt")
-
-
 def round_fraction(method, round_index):
     return 1.0 if n_rounds(method) == 1 else config["schedule"][int(round_index)]
+
+
+ROUND_FILES = ["selection.csv", "model.pt", "train_log.csv", "metrics.csv"]
+CHAIN_ROUNDS = config["chain_rounds"]
+# chain_rounds: the multi-round methods run as one job per (method, seed); single-round ones (full) per round
+MULTI_ROUND = [m for m in [*METHODS, *VARIANTS] if n_rounds(m) > 1]
+PER_ROUND_METHODS = "|".join(m for m in [*METHODS, *VARIANTS] if not (CHAIN_ROUNDS and m in MULTI_ROUND)) or "^$"
+
+
+def chain_outputs():
+    return [f"{DS}/runs/{{method}}/seed{{seed}}/round{k}/{name}" for k in range(len(SCHEDULE)) for name in ROUND_FILES]
+
+
+def shared_start_inputs(wildcards):
+    """The shared round 0 of the seed, for methods that share it."""
+    if wildcards.method not in SHARING:
+        return {}
+    return {f"start_{name.split('.')[0]}": f"{START}/{name}".format(seed=wildcards.seed) for name in ROUND_FILES}
 
 
 def all_metrics(methods=METHODS):
@@ -97,9 +131,22 @@ def last_round_selections(method):
     return round_file(method, SEEDS[0], n_rounds(method) - 1, "selection.csv")
 
 
+def all_selections(methods=METHODS):
+    return [f.replace("metrics.csv", "selection.csv") for f in all_metrics(methods)]
+
+
+def selection_stats_inputs(wildcards):
+    """Every selection, the store, and the default VAE's latents when the run has a VAE (coverage)."""
+    inputs = {"selections": all_selections(), "store": STORE}
+    if any(method_inputs_of(m) for m in METHODS):
+        inputs["latents"] = vae_file(config["vae"]["latent_dim"], "latents.npy")
+    return inputs
+
+
 def final_outputs():
     outputs = [
         f"{DS}/metrics.csv",
+        f"{DS}/tables/selection_stats.csv",
         f"{DS}/tables/summary.md",
         f"{DS}/figures/learning_curves.png",
         f"{DS}/tables/comparison.md",

@@ -53,9 +53,11 @@ def semantic_errors(config: dict) -> list[str]:
         for m in sorted(set(methods) - runnable):
             lines.append(f"config: ablations.tables.{table}: '{m}' is neither a method nor a variant")
     report = config.get("report") or {}
-    for i, budget in enumerate([*(report.get("budgets") or []), report.get("figure_budget")]):
+    named = [(f"report.{key}.{i}", b) for key in ("budgets", "ablation_budgets")
+             for i, b in enumerate(report.get(key) or [])]
+    named.append(("report.figure_budget", report.get("figure_budget")))
+    for where, budget in named:
         if budget is not None and not any(abs(budget - f) < 1e-9 for f in schedule):
-            where = "report.figure_budget" if i == len(report.get("budgets") or []) else f"report.budgets.{i}"
             lines.append(f"config: {where}: {budget} is not an entry of schedule {schedule}")
     dataset = config.get("dataset", {})
     values = set(dataset.get("label_values", []))

@@ -2,7 +2,16 @@
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG, snakemake
+from conftest import REPO, TINY_CONFIG, snakemake
+from slicepick.config import check_config
+
+
+def check_config_lines(cfg: dict) -> list[str]:
+    try:
+        check_config(cfg, yaml.safe_load((REPO / "config" / "schema.yaml").read_text()))
+    except ValueError as err:
+        return str(err).splitlines()
+    return []
 
 
 def _with(tmp_path, edit):
@@ -25,6 +34,9 @@ CASES = {
     "unknown module": (lambda c: c["methods"].update(abl={"module": "nope"}), "config: methods.abl: unknown method 'nope'"),
     "table budget not in schedule": (lambda c: c.update(report={"budgets": [0.15, 0.25]}),
                                      "config: report.budgets.1: 0.25 is not an entry of schedule"),
+    "ablation budget not in schedule": (lambda c: c.update(report={"ablation_budgets": [0.2]}),
+                                        "config: report.ablation_budgets.0: 0.2 is not an entry of schedule"),
+    "unknown loss": (lambda c: c["training"].update(loss="focal"), "config: training.loss: 'focal' is not one of"),
     "unknown method setting": (lambda c: c["methods"]["ggs"].update(angular_treshold=0.3),
                                "config: methods.ggs.angular_treshold: unknown key for method 'ggs'"),
     "region label not declared": (lambda c: c["dataset"]["regions"].update(XX=[7]),
@@ -46,3 +58,17 @@ def test_bad_config_gives_one_clear_line(case, tmp_path):
 def test_good_config_fills_defaults_and_plans(tmp_path):
     proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, lambda c: c.pop("evaluation")))
     assert "Job stats" in proc.stdout and "train" in proc.stdout
+
+
+def test_paper_configs_report_the_papers_budgets():
+    """GGS paper: BraTS 0.5%, 1%, then +1% to 9%; Tables 3-4 at 3% and 7%, Tables 1-2 at 3% and 6%;
+    MALC +6% a round to 60%, Table 5 at 24% and 42%."""
+    brats = yaml.safe_load((REPO / "config" / "brats2019.yaml").read_text())
+    malc = yaml.safe_load((REPO / "config" / "malc.yaml").read_text())
+    assert brats["schedule"] == [0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09]
+    assert brats["report"]["budgets"] == [0.03, 0.07]
+    assert brats["report"]["ablation_budgets"] == [0.03, 0.06]
+    assert malc["schedule"] == [0.06, 0.12, 0.18, 0.24, 0.30, 0.36, 0.42, 0.48, 0.54, 0.60]
+    assert malc["report"]["budgets"] == [0.24, 0.42]
+    for cfg in (brats, malc):
+        assert check_config_lines(cfg) == []

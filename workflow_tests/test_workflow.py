@@ -1,4 +1,5 @@
-"""The workflow run for real on the tiny config, twice, in temporary folders."""
+"""The workflow run for real on the tiny config, twice, in temporary folders: once with a method's
+rounds chained in one job (the default), once (the first seed) with one job per round."""
 import os
 import re
 
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import TINY_CONFIG, copy_repo, snakemake
-from slicepick.strategies import get_strategy
+from slicepick.diagnostics import COLUMNS as SELECTION_STATS_COLUMNS
+from slicepick.strategies import get_strategy, shares_start
 
 pytestmark = pytest.mark.slow
 CFG = yaml.safe_load(TINY_CONFIG.read_text())
@@ -25,6 +27,7 @@ def rounds_of(method):
 # Methods that start from the shared seeded random set. ClsMC and full choose their own round 0,
 # and neither depends on the run's seed (ClsMC's ranking comes from the VAE, trained once).
 RANDOM_START = [m for m in METHODS if not hasattr(get_strategy(m), "initial_selection")]
+SHARING = [m for m in METHODS if shares_start(m)]  # and the plain U-Net: one round-0 model per seed
 
 
 def last_selection(method, seed):
@@ -33,19 +36,22 @@ def last_selection(method, seed):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """The whole tiny grid, then the same config from scratch in another folder for the first seed
-    (every method's last selection: all its rounds retrained), to check the selections repeat."""
+    """The whole tiny grid (rounds chained), then the same config from scratch in another folder for
+    the first seed with one job per round (every method's last selection: all its rounds retrained),
+    to check the selections repeat whichever way the jobs are cut."""
     first = copy_repo(tmp_path_factory.mktemp("first"))  # a copy, so a test can edit one method's module
     snakemake(first, "--cores", "2", repo=first)
     second = tmp_path_factory.mktemp("second")
-    snakemake(second, "--cores", "2", *[last_selection(m, SEEDS[0]) for m in METHODS])
+    snakemake(second, "--cores", "2", *[last_selection(m, SEEDS[0]) for m in METHODS], "--config",
+              "chain_rounds=False")
     return first / "results" / "tiny", second / "results" / "tiny"
 
 
 def test_outputs_exist_and_metrics_are_tidy(two_runs):
     ds = two_runs[0]
     metrics = pd.read_csv(ds / "metrics.csv")
-    for col in ["dataset", "method", "seed", "round", "fraction", "n_annotated", "case", "region", "dice", "hd95"]:
+    for col in ["dataset", "method", "seed", "round", "fraction", "n_annotated", "case", "region", "dice", "hd95",
+                "degenerate"]:
         assert col in metrics.columns
     n_test = len(pd.read_csv(ds / "prepared" / "split.csv").query("subset == 'test'"))
     expected_rows = sum(rounds_of(m) for m in METHODS) * len(SEEDS) * n_test * 3
@@ -56,7 +62,7 @@ def test_outputs_exist_and_metrics_are_tidy(two_runs):
                  "figures/learning_curves.pdf", "figures/learning_curves.png",
                  "tables/comparison.md", "tables/comparison.tex", "tables/wilcoxon_all_pairs.csv",
                  "figures/region_dice.png", "figures/training_loss.png", "figures/latent_space_ggs.png",
-                 "vae/z3/reconstructions.png"]:
+                 "vae/z3/reconstructions.png", "tables/selection_stats.md", "figures/selection_stats.png"]:
         assert (ds / name).stat().st_size > 0, name
     table = (ds / "tables" / "summary.md").read_text()
     assert all(m in table for m in METHODS) and "±" in table
@@ -76,6 +82,36 @@ def test_schedule_is_followed_and_round0_is_shared(two_runs):
                 target = pool if m == "full" else max(1, round(CFG["schedule"][k] * pool))
                 assert len(sel) == target and sel.sample_id.is_unique
                 assert (ds / f"runs/{m}/seed{seed}/round{k}/train_log.csv").exists()
+
+
+def test_sharing_methods_have_one_round0_model_per_seed(two_runs):
+    """random, GGS and oracle: the same round-0 rows in metrics.csv (one shared model)."""
+    metrics = pd.read_csv(two_runs[0] / "metrics.csv")
+    round0 = metrics[(metrics["round"] == 0) & metrics.method.isin(SHARING)]
+    assert len(SHARING) >= 3
+    for seed in SEEDS:
+        rows = {m: round0[(round0.method == m) & (round0.seed == seed)].drop(columns="method").reset_index(drop=True)
+                for m in SHARING}
+        first = rows[SHARING[0]]
+        assert len(first) and all(r.equals(first) for r in rows.values()), seed
+
+
+def test_selection_stats_one_row_per_method_seed_and_round(two_runs):
+    stats = pd.read_csv(two_runs[0] / "tables" / "selection_stats.csv")
+    assert list(stats.columns) == SELECTION_STATS_COLUMNS
+    expected = {(m, s, k) for m in METHODS for s in SEEDS for k in range(rounds_of(m))}
+    assert set(zip(stats.method, stats.seed, stats["round"])) == expected and len(stats) == len(expected)
+    assert stats.foreground_share.between(0, 1).all() and (stats.latent_coverage >= 0).all()
+    full = stats[stats.method == "full"]
+    assert (full.latent_coverage == 0).all()  # the whole pool is annotated
+
+
+def test_html_report(two_runs):
+    workdir = two_runs[0].parent.parent
+    snakemake(workdir, "--report", "results/tiny/report.html", repo=workdir)
+    html = (workdir / "results" / "tiny" / "report.html").read_text()
+    for name in ["selection_stats", "learning_curves", "comparison", "training_loss", "summary"]:
+        assert name in html, name
 
 
 def test_same_config_same_selections_other_seed_differs(two_runs):
@@ -149,8 +185,8 @@ def test_editing_one_method_reruns_only_that_method(two_runs):
         module.write_text(original)
         os.utime(module, ns=(times.st_atime_ns, times.st_mtime_ns))
     assert {m for _, m in jobs if m is not None} == {"random"}, jobs
-    assert {r for r, m in jobs if m is None} == {"aggregate", "paper_tables", "all"}, jobs
-    assert {r for r, m in jobs if m == "random"} == {"initial_selection", "train", "suggest"}
+    assert {r for r, m in jobs if m is None} == {"aggregate", "paper_tables", "selection_stats", "all"}, jobs
+    assert {r for r, m in jobs if m == "random"} == {"run_chain"}  # the shared round 0 is not rerun
 
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["methods"]["ggs"]["angular_threshold"] = 0.7
@@ -158,7 +194,8 @@ def test_editing_one_method_reruns_only_that_method(two_runs):
     edited.write_text(yaml.safe_dump(cfg, sort_keys=False))  # Snakemake compares params in key order
     jobs = planned_jobs(snakemake(workdir, "-n", configfile=edited, repo=workdir))
     assert {m for _, m in jobs if m is not None} == {"ggs"}, jobs
-    assert {r for r, m in jobs if m is None} <= {"aggregate", "paper_tables", "latent_figure", "all"}, jobs
+    assert {r for r, m in jobs if m is None} <= {"aggregate", "paper_tables", "selection_stats", "latent_figure",
+                                                 "all"}, jobs
     # nothing was run: the finished workflow is still complete
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", repo=workdir))
 

@@ -45,6 +45,19 @@ def module_path(name: str) -> Path:
     return Path(__file__).parent / f"{name}.py"
 
 
+def defines(name: str, function: str) -> bool:
+    """Whether a strategy module defines ``function``, read without importing it."""
+    tree = ast.parse(module_path(name).read_text())
+    return any(isinstance(node, ast.FunctionDef) and node.name == function for node in tree.body)
+
+
+def shares_start(name: str) -> bool:
+    """Methods that start from the seeded random set and train the plain U-Net share one round-0
+    model per seed: no start of their own, no training step of their own, several rounds."""
+    return not (defines(name, "initial_selection") or defines(name, "train_round")
+                or declared(name, "SINGLE_ROUND", False))
+
+
 def declared(name: str, constant: str, default=None):
     """A module-level constant of a strategy, read without importing it (no torch at DAG build)."""
     tree = ast.parse(module_path(name).read_text())

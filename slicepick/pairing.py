@@ -1,0 +1,29 @@
+"""The shared round 0: one model per seed, copied into the folder of each method that shares it.
+
+Imports neither torch nor MONAI: the copy runs inside the Snakemake process (no job start-up).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def copy_shared_start(src: dict, dst: dict, method: str, log_path=None) -> None:
+    """Copy the shared start's ``selection``, ``model``, ``log_csv`` and ``metrics`` files (keys of
+    ``src`` and ``dst``) into a method's round-0 folder; its metrics rows then name the method."""
+    for key in ("selection", "model", "log_csv"):
+        tmp = Path(str(dst[key]) + ".tmp")
+        shutil.copyfile(src[key], tmp)
+        tmp.replace(dst[key])
+    metrics = pd.read_csv(src["metrics"])
+    metrics["method"] = method
+    tmp = Path(str(dst["metrics"]) + ".tmp")
+    metrics.to_csv(tmp, index=False)
+    tmp.replace(dst["metrics"])
+    if log_path:
+        Path(log_path).write_text(f"{method}: round 0 is the shared start {Path(src['model']).parent}\n")

@@ -1,5 +1,5 @@
 # Helper functions that compute inputs and targets; no logic beyond paths.
-from slicepick.strategies import declared, module_name, module_path
+from slicepick.strategies import declared, module_digest, module_name
 
 RESULTS = config["results_dir"]
 DATASET = config["dataset"]["name"]
@@ -57,9 +57,10 @@ def method_inputs(wildcards):
     return {name: files[name] for name in wanted}
 
 
-def strategy_module(wildcards):
-    """The method's source file: editing it reruns only that method's jobs."""
-    return str(module_path(module_name(wildcards.method, method_cfg(wildcards.method))))
+def strategy_digest(wildcards):
+    """Content hash of the method's module, a param: editing the module reruns only that method's
+    jobs. Not an input path: a path would change when the checkout moves, and so rerun everything."""
+    return module_digest(module_name(wildcards.method, method_cfg(wildcards.method)))
 
 
 def n_rounds(method):

@@ -5,10 +5,10 @@ rule initial_selection:
     input:
         unpack(method_inputs),
         store=STORE,
-        module=strategy_module,
     output:
         f"{DS}/runs/{{method}}/seed{{seed}}/round0/selection.csv",
     params:
+        module=strategy_digest,
         method_cfg=lambda w: method_cfg(w.method),
         schedule=config["schedule"],
     conda:
@@ -24,12 +24,12 @@ rule train:
         store=STORE,
         selection=f"{RUN}/selection.csv",
         previous=previous_model,
-        module=strategy_module,
     output:
         model=f"{RUN}/model.pt",
         log_csv=f"{RUN}/train_log.csv",
         metrics=f"{RUN}/metrics.csv",
     params:
+        module=strategy_digest,
         dataset=DATASET,
         method_cfg=lambda w: method_cfg(w.method),
         fraction=lambda w: round_fraction(w.method, w.round),
@@ -50,12 +50,12 @@ rule suggest:
         store=STORE,
         model=lambda w: round_file(w.method, w.seed, int(w.round) - 1, "model.pt"),
         selection=lambda w: round_file(w.method, w.seed, int(w.round) - 1, "selection.csv"),
-        module=strategy_module,
     output:
         f"{RUN}/selection.csv",
     wildcard_constraints:
         round=r"[1-9]\d*",
     params:
+        module=strategy_digest,
         method_cfg=lambda w: method_cfg(w.method),
         schedule=config["schedule"],
         device=config["training"]["device"],

@@ -5,9 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slicepick.reporting import plot_region_dice, plot_training_loss, read_train_logs
-from slicepick.statistics import (holm, pairwise_wilcoxon, paper_table, two_best, wilcoxon_paired,
-                                  write_paper_table)
+from slicepick.reporting import paper_table, plot_region_dice, plot_training_loss, read_train_logs, write_paper_table
+from slicepick.statistics import holm, pairwise_wilcoxon, two_best, wilcoxon_paired
 
 CASES = ["c1", "c2", "c3", "c4", "c5"]
 
@@ -115,3 +114,14 @@ def test_figures(tmp_path):
     assert (tmp_path / "d.png").stat().st_size > 0 and (tmp_path / "l.png").stat().st_size > 0
     with pytest.raises(ValueError, match="not a runs/"):
         read_train_logs([tmp_path / "elsewhere.csv"])
+
+
+def test_statistics_does_not_import_reporting():
+    """One-way dependency: reporting lays the tests out in tables, statistics knows nothing of tables."""
+    import ast
+    import slicepick.statistics as statistics
+
+    tree = ast.parse(open(statistics.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any("reporting" in name for name in imported if name), imported

@@ -14,6 +14,8 @@ block's name, so ablations are config variants of one module (``ggs_z10: {module
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
 import importlib
 import pkgutil
 from pathlib import Path
@@ -41,8 +43,15 @@ def get_strategy(name: str) -> ModuleType:
 
 
 def module_path(name: str) -> Path:
-    """Source file of a strategy, declared as a rule input so edits rerun only that method."""
+    """Source file of a strategy."""
     return Path(__file__).parent / f"{name}.py"
+
+
+@functools.lru_cache(maxsize=None)  # read once per workflow start, not once per job
+def module_digest(name: str) -> str:
+    """Content hash of a strategy's source, a rule param: editing the module reruns only that
+    method's jobs, and unlike a path it stays the same when the checkout moves."""
+    return hashlib.sha256(module_path(name).read_bytes()).hexdigest()[:16]
 
 
 def declared(name: str, constant: str, default=None):

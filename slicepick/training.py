@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +33,7 @@ class TrainConfig:
     epochs: int
     batch_size: int = 32
     lr: float = 1e-3
-    augment: dict = field(default_factory=dict)
+    augment: dict | None = None  # None: no augmentation; {}: on with build_augmentation's defaults
     seed: int = 0
 
 
@@ -55,8 +55,11 @@ class SliceDataset(torch.utils.data.Dataset):
 
 
 def build_augmentation(cfg: dict):
-    """MONAI random flips, intensity scale/shift and elastic deformation (Sec. 3.2)."""
-    if not cfg or not cfg.get("enabled", True):
+    """MONAI random flips, intensity scale/shift and elastic deformation (Sec. 3.2).
+
+    ``{}`` means on with the defaults below, as in the config schema; None or ``enabled: False`` is off.
+    """
+    if cfg is None or not cfg.get("enabled", True):
         return None
     keys = ["image", "label"]
     return Compose([

@@ -2,7 +2,9 @@
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG, snakemake
+from conftest import REPO, TINY_CONFIG, snakemake
+
+SCHEMA = REPO / "config" / "schema.yaml"
 
 
 def _with(tmp_path, edit):
@@ -44,5 +46,26 @@ def test_bad_config_gives_one_clear_line(case, tmp_path):
 
 
 def test_good_config_fills_defaults_and_plans(tmp_path):
-    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, lambda c: c.pop("evaluation")))
+    def drop_optional_blocks(cfg):
+        cfg.pop("evaluation")
+        cfg.pop("unet")  # the paper's network, not a KeyError in a rule
+
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, drop_optional_blocks))
     assert "Job stats" in proc.stdout and "train" in proc.stdout
+
+
+def test_schema_defaults_are_the_papers_network_and_augmentation_on():
+    from snakemake.utils import validate
+
+    from slicepick.training import build_augmentation
+
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg.pop("unet")
+    cfg["training"]["augment"] = {}
+    validate(cfg, str(SCHEMA))
+    assert cfg["unet"]["features"] == [32, 64, 128, 256, 512, 32]
+    assert cfg["training"]["augment"]["enabled"] is True
+    # {} means "defaults on" in the library too, so the schema and a notebook user agree
+    assert build_augmentation({}) is not None
+    assert build_augmentation(cfg["training"]["augment"]) is not None
+    assert build_augmentation({"enabled": False}) is None and build_augmentation(None) is None

@@ -1,5 +1,7 @@
 # Helper functions that compute inputs and targets; no logic beyond paths.
 from slicepick.strategies import declared, module_digest, module_name
+from slicepick.strategies import n_rounds as method_rounds
+from slicepick.strategies import round_fraction as method_fraction
 
 RESULTS = config["results_dir"]
 DATASET = config["dataset"]["name"]
@@ -64,9 +66,7 @@ def strategy_digest(wildcards):
 
 
 def n_rounds(method):
-    if declared(module_name(method, method_cfg(method)), "SINGLE_ROUND", False):
-        return 1
-    return len(config["schedule"])
+    return method_rounds(module_name(method, method_cfg(method)), SCHEDULE)
 
 
 def previous_model(wildcards):
@@ -77,7 +77,7 @@ def previous_model(wildcards):
 
 
 def round_fraction(method, round_index):
-    return 1.0 if n_rounds(method) == 1 else config["schedule"][int(round_index)]
+    return method_fraction(module_name(method, method_cfg(method)), SCHEDULE, round_index)
 
 
 def all_metrics(methods=METHODS):

@@ -69,3 +69,27 @@ def test_schema_defaults_are_the_papers_network_and_augmentation_on():
     assert build_augmentation({}) is not None
     assert build_augmentation(cfg["training"]["augment"]) is not None
     assert build_augmentation({"enabled": False}) is None and build_augmentation(None) is None
+
+
+def test_one_entry_schedule_reports_that_fraction_and_full_at_one():
+    from slicepick.strategies import n_rounds, round_fraction
+
+    assert n_rounds("random", [0.05]) == 1 and n_rounds("full", [0.05]) == 1
+    assert round_fraction("random", [0.05], 0) == 0.05 and round_fraction("ggs", [0.05], 0) == 0.05
+    assert round_fraction("full", [0.05], 0) == 1.0
+    assert round_fraction("random", [0.05, 0.1], 1) == 0.1
+
+
+def test_one_entry_schedule_plans_and_refuses_other_report_budgets(tmp_path):
+    def one_entry(cfg):
+        cfg["schedule"] = [0.3]
+
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, one_entry))
+    assert "paper_tables" in proc.stdout + proc.stderr and "suggest" not in proc.stdout + proc.stderr
+
+    def budget_outside(cfg):
+        cfg.update(schedule=[0.3], report={"budgets": [0.3, 1.0]})
+
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, budget_outside), check=False)
+    assert proc.returncode != 0
+    assert "config: report.budgets.1: 1.0 is not an entry of schedule [0.3]" in proc.stderr, proc.stderr

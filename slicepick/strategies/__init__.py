@@ -61,3 +61,15 @@ def declared(name: str, constant: str, default=None):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == constant for t in node.targets):
             return ast.literal_eval(node.value)
     return default
+
+
+def n_rounds(name: str, schedule) -> int:
+    """Rounds a method runs: one per schedule entry, or one for a single-round method (``full``)."""
+    return 1 if declared(name, "SINGLE_ROUND", False) else len(schedule)
+
+
+def round_fraction(name: str, schedule, round_index: int) -> float:
+    """The annotated fraction of the pool a round reports: the round's schedule entry; 1.0 only for
+    a single-round method (``full``, trained on the whole pool). A one-entry schedule is valid: its
+    methods report that entry, not 1.0."""
+    return 1.0 if declared(name, "SINGLE_ROUND", False) else float(schedule[int(round_index)])

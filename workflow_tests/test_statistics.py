@@ -141,7 +141,7 @@ def test_paper_outputs_with_a_one_entry_schedule(tmp_path):
             logs.append(p)
     names = ["table_csv", "table_md", "table_tex", "tests_csv", "pairs_csv", "pairs_md", "region_pdf",
              "region_png", "loss_pdf", "loss_png"]
-    out = {name: tmp_path / name for name in names}
+    out = {name: tmp_path / name.replace("_", ".") for name in names}
     paper_outputs(tmp_path / "metrics.csv", logs, out, budgets=[0.05], figure_budget=0.05)
     table = pd.read_csv(out["table_csv"]).set_index("method")
     assert list(table.index) == ["random", "ggs", "full", "p (Wilcoxon)"]

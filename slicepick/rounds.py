@@ -16,7 +16,8 @@ from slicepick.models import load_model, pick_device, save_model, unet_spec
 from slicepick.seeding import rng_for, stream_seed
 from slicepick.strategies import get_strategy, module_name
 from slicepick.strategies.base import SuggestionContext, random_start
-from slicepick.training import TrainConfig, fingerprint, train_unet_round
+from slicepick.checksums import resume_fingerprint
+from slicepick.training import TrainConfig, train_unet_round
 from slicepick.evaluation import evaluate_model
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,8 @@ def train_round(store_dir, selection_csv, out_model, out_log, out_metrics, *, pr
     epochs = int(method_cfg.get("epochs", training["epochs_per_round"]))
     cfg = TrainConfig(epochs=epochs, batch_size=int(training["batch_size"]), lr=float(training["lr"]),
                       augment=training.get("augment", {}), seed=run_seed)
-    run_id = fingerprint(selection=selection.sample_id.tolist(), previous=str(previous_model), epochs=epochs,
-                         cfg=cfg.__dict__, spec=spec, params=method_cfg)
+    run_id = resume_fingerprint(store, previous_model, selection=selection.sample_id.tolist(), epochs=epochs,
+                                cfg=cfg.__dict__, spec=spec, params=method_cfg)
     out_model = Path(out_model)
     log.info("%s seed %d round %d: training on %d samples for %d epochs on %s", method, seed, round_index,
              len(selection), epochs, dev)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import importlib
 import pkgutil
 from pathlib import Path
 from types import ModuleType
+
+from slicepick.checksums import file_digest
 
 _NOT_STRATEGIES = {"base"}
 
@@ -51,7 +52,7 @@ def module_path(name: str) -> Path:
 def module_digest(name: str) -> str:
     """Content hash of a strategy's source, a rule param: editing the module reruns only that
     method's jobs, and unlike a path it stays the same when the checkout moves."""
-    return hashlib.sha256(module_path(name).read_bytes()).hexdigest()[:16]
+    return file_digest(module_path(name))[:16]
 
 
 def declared(name: str, constant: str, default=None):

@@ -273,7 +273,7 @@ def _write_store(cases, folder: Path, modalities, labels: LabelSpec, test_fracti
                 n += 1
             log.info("prepared %s (%d/%d): %d slices, subset %s", case.case_id, i + 1, len(cases), z1 - z0,
                      subset_of[case.case_id])
-            del loaded, slices, slice_labels  # freed before the next case is read: one case in memory
+            del loaded, classes, slices, slice_labels  # freed before the next case is read: one case in memory
     index_csv = pd.DataFrame(rows, columns=["sample_id", "case", "z", "subset"]).to_csv(index=False)
     split_csv = split.to_csv(index=False)
     for name, text in (("index", index_csv), ("split", split_csv)):

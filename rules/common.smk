@@ -1,6 +1,8 @@
 # Helper functions that compute inputs and targets; no logic beyond paths.
 from slicepick.pairing import copy_shared_start
-from slicepick.strategies import declared, module_name, module_path, shares_start
+from slicepick.strategies import declared, module_digest, module_name, shares_start
+from slicepick.strategies import n_rounds as method_rounds
+from slicepick.strategies import round_fraction as method_fraction
 
 RESULTS = config["results_dir"]
 DATASET = config["dataset"]["name"]
@@ -63,9 +65,10 @@ def method_inputs(wildcards):
     return {name: files[name] for name in wanted}
 
 
-def strategy_module(wildcards):
-    """The method's source file: editing it reruns only that method's jobs."""
-    return str(module_path(module_name(wildcards.method, method_cfg(wildcards.method))))
+def strategy_digest(wildcards):
+    """Content hash of the method's module, a param: editing the module reruns only that method's
+    jobs. Not an input path: a path would change when the checkout moves, and so rerun everything."""
+    return module_digest(module_name(wildcards.method, method_cfg(wildcards.method)))
 
 
 def method_shares_start(method):
@@ -86,20 +89,21 @@ def previous_round(wildcards):
 
 
 def n_rounds(method):
-    if declared(module_name(method, method_cfg(method)), "SINGLE_ROUND", False):
-        return 1
-    return len(config["schedule"])
+    return method_rounds(module_name(method, method_cfg(method)), SCHEDULE)
 
 
 def round_fraction(method, round_index):
-    return 1.0 if n_rounds(method) == 1 else config["schedule"][int(round_index)]
+    return method_fraction(module_name(method, method_cfg(method)), SCHEDULE, round_index)
 
 
 ROUND_FILES = ["selection.csv", "model.pt", "train_log.csv", "metrics.csv"]
 CHAIN_ROUNDS = config["chain_rounds"]
 # chain_rounds: the multi-round methods run as one job per (method, seed); single-round ones (full) per round
 MULTI_ROUND = [m for m in [*METHODS, *VARIANTS] if n_rounds(m) > 1]
-PER_ROUND_METHODS = "|".join(m for m in [*METHODS, *VARIANTS] if not (CHAIN_ROUNDS and m in MULTI_ROUND)) or "^$"
+CHAINED = [m for m in MULTI_ROUND if CHAIN_ROUNDS]
+PER_ROUND_METHODS = "|".join(m for m in [*METHODS, *VARIANTS] if m not in CHAINED) or "^$"
+# sharing methods whose round 0 is a copy made by its own (local) rule; chained ones copy it in their job
+SHARING_PER_ROUND = [m for m in SHARING if m not in CHAINED]
 
 
 def chain_outputs():

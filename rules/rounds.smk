@@ -28,7 +28,7 @@ rule train_start:
         "../scripts/train_start.py"
 
 
-if CHAIN_ROUNDS:
+if CHAINED:
 
     # Every round of a multi-round method and seed in one job (chain_rounds: true).
     rule run_chain:
@@ -36,12 +36,12 @@ if CHAIN_ROUNDS:
             unpack(method_inputs),
             unpack(shared_start_inputs),
             store=STORE,
-            module=strategy_module,
         output:
             chain_outputs(),
         wildcard_constraints:
-            method="|".join(MULTI_ROUND),
+            method="|".join(CHAINED),
         params:
+            module=strategy_digest,
             dataset=DATASET,
             method_cfg=lambda w: method_cfg(w.method),
             schedule=config["schedule"],
@@ -58,7 +58,8 @@ if CHAIN_ROUNDS:
         script:
             "../scripts/run_chain.py"
 
-elif SHARING:
+
+if SHARING_PER_ROUND:
 
     # A plain copy of the shared round 0 into each sharing method's folder (no job start-up: in process).
     localrules:
@@ -78,7 +79,7 @@ elif SHARING:
             log_csv=f"{DS}/runs/{{method}}/seed{{seed}}/round0/train_log.csv",
             metrics=f"{DS}/runs/{{method}}/seed{{seed}}/round0/metrics.csv",
         wildcard_constraints:
-            method="|".join(SHARING),
+            method="|".join(SHARING_PER_ROUND),
         log:
             f"{LOGS}/{{method}}/seed{{seed}}/round0/share_start.log",
         run:
@@ -92,13 +93,13 @@ rule run_round:
         unpack(method_inputs),
         unpack(previous_round),
         store=STORE,
-        module=strategy_module,
     output:
         selection=f"{RUN}/selection.csv",
         model=f"{RUN}/model.pt",
         log_csv=f"{RUN}/train_log.csv",
         metrics=f"{RUN}/metrics.csv",
     params:
+        module=strategy_digest,
         dataset=DATASET,
         method_cfg=lambda w: method_cfg(w.method),
         fraction=lambda w: round_fraction(w.method, w.round),

@@ -1,5 +1,10 @@
 """Evaluation: predict each test volume slice by slice, stack to 3D, score per region.
 
+Scores are computed on each case's original grid (its input voxels, in RAS axis order; Dice and
+distances do not depend on the axis order), against the label map as read from the input, never
+against the store's resized copy: the prediction is mapped back first (resize undone,
+:mod:`slicepick.data.geometry`), and distances use the input's voxel spacing.
+
 Dice and HD95 (95th-percentile Hausdorff distance, millimetres) come from MONAI. MONAI leaves
 empty masks undefined (NaN); we follow the BraTS challenge convention so that means over cases
 stay honest:
@@ -9,7 +14,7 @@ reference / pred   Dice    HD95 (mm)
 =================  ======  =========================================
 both empty         1.0     0.0
 one of them empty  0.0     the volume's diagonal (the worst possible)
-both non-empty     MONAI   MONAI, with the stored voxel spacing
+both non-empty     MONAI   MONAI, with the input's voxel spacing 
 =================  ======  =========================================
 """
 from __future__ import annotations
@@ -20,9 +25,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
+from slicepick.data.geometry import label_image, store_to_ras
 from slicepick.training import predict_classes
 
 
@@ -57,8 +62,14 @@ def is_degenerate(foreground_on_background: float, predicted_foreground: int) ->
     return foreground_on_background > DEGENERATE_BACKGROUND_SHARE or predicted_foreground == 0
 
 
+def predict_volume(model, store, case: str, device) -> np.ndarray:
+    """Argmax class volume ``(H, W, Z')`` of one case in store space (its stored slices, in order)."""
+    return np.moveaxis(predict_classes(model, store, store.case_samples(case), device), 0, -1)
+
+
 def evaluate_model(model, store, device, percentile: float = 95.0) -> pd.DataFrame:
-    """Per test case and region: Dice and HD (mm) on the 3D stack of 2D predictions.
+    """Per test case and region: Dice and HD (mm) of the 3D stack of 2D predictions, on the case's
+    original grid (see the module docstring).
 
     Every row also carries the model's ``degenerate`` flag (see ``is_degenerate``), with the
     numbers behind it over the whole test set (``foreground_on_background``, ``predicted_foreground``).
@@ -67,13 +78,13 @@ def evaluate_model(model, store, device, percentile: float = 95.0) -> pd.DataFra
     meta = store.meta
     background_px = foreground_on_background = predicted_foreground = 0
     for case in store.case_ids("test"):
-        ids = store.case_samples(case)
-        pred = np.moveaxis(predict_classes(model, store, ids, device), 0, -1)  # (H, W, Z)
-        ref = np.moveaxis(np.array(store.labels[ids]), 0, -1)
+        case_meta = meta["cases"][case]
+        pred = store_to_ras(predict_volume(model, store, case, device), case_meta)
+        ref = store.reference_labels(case)
+        spacing = case_meta["original_spacing_mm"]
         background_px += int((ref == 0).sum())
         foreground_on_background += int(((pred != 0) & (ref == 0)).sum())
         predicted_foreground += int((pred != 0).sum())
-        spacing = meta["cases"][case]["spacing_mm"]
         pred_regions = region_masks(pred, meta["regions"], meta["label_values"])
         ref_regions = region_masks(ref, meta["regions"], meta["label_values"])
         for region in meta["regions"]:
@@ -87,30 +98,19 @@ def evaluate_model(model, store, device, percentile: float = 95.0) -> pd.DataFra
     return scores
 
 
-def to_original_grid(classes_hwz: np.ndarray, case_meta: dict, label_values) -> np.ndarray:
-    """Undo resize, padding and blank-slice cropping: a raw label map on the input's grid."""
-    h, w = case_meta["padded_hw"]
-    vol = torch.as_tensor(np.moveaxis(classes_hwz, -1, 0)[:, None].astype(np.float32))
-    vol = F.interpolate(vol, size=(h, w), mode="nearest")[:, 0].numpy().astype(np.uint8)
-    (px0, px1), (py0, py1) = case_meta["pad"]
-    vol = vol[:, px0:h - px1, py0:w - py1]
-    out = np.zeros(case_meta["original_shape"], np.uint8)
-    z0, z1 = case_meta["z_range"]
-    out[..., z0:z1] = np.moveaxis(vol, 0, -1)
-    return np.asarray(label_values, dtype=np.int16)[out]
-
-
 def save_predictions(model, store, device, out_dir: str | Path) -> list[Path]:
-    """Each test case's prediction as NIfTI with the input's affine, for viewing beside the image."""
+    """Each test case's prediction as an integer NIfTI label map in the dataset's raw label values,
+    on the input's own voxel grid with the input's affine (``<case>_pred.nii.gz``): it overlays the
+    case's image and label files voxel for voxel, in any viewer or evaluation tool."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for case in store.case_ids("test"):
-        ids = store.case_samples(case)
-        pred = np.moveaxis(predict_classes(model, store, ids, device), 0, -1)
-        cm = store.meta["cases"][case]
-        labels = to_original_grid(pred, cm, store.meta["label_values"])
+        image = label_image(predict_volume(model, store, case, device), store.meta["cases"][case],
+                            store.meta["label_values"])
         path = out_dir / f"{case}_pred.nii.gz"
-        nib.save(nib.Nifti1Image(labels, np.array(cm["affine"])), path)
+        tmp = out_dir / f".{case}_pred.tmp.nii.gz"
+        nib.save(image, tmp)
+        tmp.replace(path)
         written.append(path)
     return written

@@ -13,11 +13,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from slicepick.statistics import (REFERENCE_METHODS, TEST_COLUMNS, UPPER_REFERENCES, at_budget,  # noqa: E402
+                                  pairwise_wilcoxon, two_best, wilcoxon_paired)
+
 METRIC_COLUMNS = ["dataset", "method", "seed", "round", "fraction", "n_annotated", "case", "region", "dice", "hd95",
                   "degenerate"]
 DEGENERATE_MARK = "†"  # tables: a row with at least one degenerate model (metrics.csv column degenerate)
-REFERENCE_METHODS = ("full",)
-UPPER_REFERENCES = ("oracle", *REFERENCE_METHODS)  # shown beside the methods, never competing with them
 
 
 def method_order(methods) -> list[str]:
@@ -165,6 +166,67 @@ def plot_region_dice(metrics: pd.DataFrame, fraction: float, out_pdf, out_png) -
     _save(fig, out_pdf, out_png)
 
 
+def paper_table(metrics: pd.DataFrame, budgets, regions, hd_percentile: float = 95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables 3-5 layout, and the tests behind its last row.
+
+    Rows: methods (competitors, then oracle and full), then a p-value row. Columns: for each
+    budget, Dice and HD per region, as 'mean ± std' over seeds (each seed: mean over test cases).
+    The p-value row holds, per column, the Wilcoxon test between the two best competitors by
+    mean Dice in that budget and region (the same pair for the HD column; a dash when fewer than
+    two compete). Returns
+    (table, tests) where tests has one row per column (``wilcoxon_paired`` fields).
+    """
+    summary = summary_table(metrics)
+    hd = f"HD{hd_percentile:g}"
+    columns, tests = [], []
+    for fraction in budgets:
+        for metric in ("dice", "hd95"):
+            for region in regions:
+                columns.append((fraction, metric, region))
+    label = {c: f"{100 * c[0]:g}% {'Dice' if c[1] == 'dice' else hd + ' (mm)'} {c[2]}" for c in columns}
+    table = {}
+    for method in method_order(summary.method.unique()):
+        s = summary[summary.method == method]
+        row = {}
+        for fraction, metric, region in columns:
+            r = s[s.region == region] if method in REFERENCE_METHODS else at_budget(s[s.region == region], fraction)
+            digits = 3 if metric == "dice" else 2
+            mark = f" {DEGENERATE_MARK}" if len(r) and r.n_degenerate.iloc[0] else ""  # a degenerate seed's model
+            row[label[(fraction, metric, region)]] = (
+                f"{r[f'{metric}_mean'].iloc[0]:.{digits}f} ± {r[f'{metric}_std'].iloc[0]:.{digits}f}{mark}"
+                if len(r) else "–")
+        table[method] = row
+    p_row = {}
+    for fraction, metric, region in columns:
+        try:
+            a, b = two_best(metrics, fraction, region)
+        except ValueError:
+            p_row[label[(fraction, metric, region)]] = "– (fewer than two methods)"
+            continue
+        test = wilcoxon_paired(metrics, a, b, fraction=fraction, region=region, metric=metric)
+        tests.append(test)
+        p_row[label[(fraction, metric, region)]] = f"{test['p_value']:.3g} ({a} vs {b}, n={test['n_cases']})"
+    table["p (Wilcoxon)"] = p_row
+    out = pd.DataFrame.from_dict(table, orient="index")
+    out.index.name = "method"
+    return out.reset_index(), pd.DataFrame(tests, columns=TEST_COLUMNS)
+
+
+def write_paper_table(table: pd.DataFrame, out_csv, out_md, out_tex, hd_percentile: float = 95,
+                      label: str = "tab:comparison") -> None:
+    """CSV, Markdown and LaTeX of ``paper_table``'s table, with a caption saying what is paired."""
+    caption = (f"Dice and HD{hd_percentile:g} (mm) per region at each annotated fraction of the pool: "
+               "mean ± std over seeds (each seed: mean over test cases); full is trained on the whole pool. "
+               "Last row: two-sided Wilcoxon signed-rank test between the two best methods by mean Dice "
+               "(oracle and full excluded), paired over test cases (each case: mean over seeds), n = number of "
+               f"test cases. {DEGENERATE_MARK}: at least one seed's model is degenerate (foreground on more than half "
+               "of the test background, or none at all).")
+    table.to_csv(out_csv, index=False)
+    Path(out_md).write_text(f"{caption}\n\n{table.to_markdown(index=False)}\n")
+    latex = table.to_latex(index=False, escape=True, caption=caption, label=label)
+    Path(out_tex).write_text(latex.replace("±", r"$\pm$").replace("–", "--"))
+
+
 _RUN_PATH = re.compile(r"runs/(?P<method>[^/]+)/seed(?P<seed>\d+)/round(?P<round>\d+)/train_log\.csv$")
 
 
@@ -247,8 +309,6 @@ def paper_outputs(metrics_csv, train_logs, out: dict, *, budgets, figure_budget:
     ``out`` maps the names ``table_csv, table_md, table_tex, tests_csv, pairs_csv, pairs_md,
     region_pdf, region_png, loss_pdf, loss_png`` to paths.
     """
-    from slicepick.statistics import pairwise_wilcoxon, paper_table, write_paper_table
-
     metrics = pd.read_csv(metrics_csv)
     regions = list(dict.fromkeys(metrics.region))
     table, tests = paper_table(metrics, budgets, regions, hd_percentile)
@@ -269,8 +329,6 @@ def paper_outputs(metrics_csv, train_logs, out: dict, *, budgets, figure_budget:
 def ablation_table(metric_paths, out_csv, out_md, out_tex, *, budgets, hd_percentile: float = 95,
                    name: str = "ablation") -> None:
     """An ablation in the paper's table layout (Tables 1 and 2): its variants at the given budgets."""
-    from slicepick.statistics import paper_table, write_paper_table
-
     metrics = pd.concat([pd.read_csv(p) for p in metric_paths], ignore_index=True)
     table, _ = paper_table(metrics, budgets, list(dict.fromkeys(metrics.region)), hd_percentile)
     write_paper_table(table, out_csv, out_md, out_tex, hd_percentile, label=f"tab:{name}")

@@ -21,7 +21,8 @@ from slicepick.models import load_model, pick_device, save_model, unet_spec
 from slicepick.seeding import rng_for, stream_seed
 from slicepick.strategies import get_strategy, module_name
 from slicepick.strategies.base import SuggestionContext, random_start
-from slicepick.training import TrainConfig, fingerprint, train_unet_round
+from slicepick.checksums import resume_fingerprint
+from slicepick.training import TrainConfig, train_unet_round
 from slicepick.evaluation import evaluate_model
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ def train_round(store_dir, selection_csv, out_model, out_log, out_metrics, *, pr
     step = getattr(strategy, "train_round", train_unet_round)
     spec = unet_spec(store.n_channels, store.n_classes, unet_features)
     cfg = train_config(training, method_cfg, training_seed(seed, round_index))
-    run_id = fingerprint(selection=selection.sample_id.tolist(), previous=str(previous_model), cfg=cfg.__dict__,
-                         spec=spec, params=method_cfg)
+    run_id = resume_fingerprint(store, previous_model, selection=selection.sample_id.tolist(), cfg=cfg.__dict__,
+                                spec=spec, params=method_cfg)
     out_model = Path(out_model)
     log.info("%s seed %d round %d: training on %d samples (at least %d epochs, %d steps) on %s", method, seed,
              round_index, len(selection), cfg.epochs, cfg.min_steps, dev)

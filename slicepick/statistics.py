@@ -1,4 +1,4 @@
-"""Significance tests and the paper's comparison tables (GGS paper, Tables 3-5).
+"""Significance tests behind the paper's comparison tables (GGS paper, Tables 3-5).
 
 Input everywhere: the tidy metrics table (``reporting.METRIC_COLUMNS``: dataset, method, seed,
 round, fraction, n_annotated, case, region, dice, hd95), one row per (method, seed, round, test
@@ -8,20 +8,22 @@ fraction 1 and is shown beside every budget.
 What is paired: two methods at one budget and region are compared over the test cases; each
 case's value is its mean over the seeds of the method (so n = number of test cases). Test:
 Wilcoxon signed-rank, two-sided (SciPy), zero differences dropped (Wilcoxon's convention).
+
+The dependency is one-way: :mod:`slicepick.reporting` lays the tests out in tables and imports this
+module; nothing here imports reporting.
 """
 from __future__ import annotations
 
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from slicepick.reporting import REFERENCE_METHODS, UPPER_REFERENCES, method_order, summary_table
-
+REFERENCE_METHODS = ("full",)  # trained on the whole pool: fraction 1, shown beside every budget
+UPPER_REFERENCES = ("oracle", *REFERENCE_METHODS)  # shown beside the methods, never competing with them
 HIGHER_IS_BETTER = {"dice": True, "hd95": False}
-_TEST_COLUMNS = ["method_a", "method_b", "fraction", "region", "metric", "n_cases", "mean_a", "mean_b",
+TEST_COLUMNS = ["method_a", "method_b", "fraction", "region", "metric", "n_cases", "mean_a", "mean_b",
                  "statistic", "p_value"]
 
 
@@ -98,67 +100,6 @@ def pairwise_wilcoxon(metrics: pd.DataFrame, fraction: float, region: str, metri
         methods = ranked_methods(metrics, fraction, region, metric)
     rows = [wilcoxon_paired(metrics, a, b, fraction=fraction, region=region, metric=metric)
             for a, b in combinations(methods, 2)]
-    table = pd.DataFrame(rows, columns=_TEST_COLUMNS)
+    table = pd.DataFrame(rows, columns=TEST_COLUMNS)
     table["p_holm"] = holm(table.p_value) if len(table) else []
     return table
-
-
-def paper_table(metrics: pd.DataFrame, budgets, regions, hd_percentile: float = 95) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tables 3-5 layout, and the tests behind its last row.
-
-    Rows: methods (competitors, then oracle and full), then a p-value row. Columns: for each
-    budget, Dice and HD per region, as 'mean ± std' over seeds (each seed: mean over test cases).
-    The p-value row holds, per column, the Wilcoxon test between the two best competitors by
-    mean Dice in that budget and region (the same pair for the HD column; a dash when fewer than
-    two compete). Returns
-    (table, tests) where tests has one row per column (``wilcoxon_paired`` fields).
-    """
-    summary = summary_table(metrics)
-    hd = f"HD{hd_percentile:g}"
-    columns, tests = [], []
-    for fraction in budgets:
-        for metric in ("dice", "hd95"):
-            for region in regions:
-                columns.append((fraction, metric, region))
-    label = {c: f"{100 * c[0]:g}% {'Dice' if c[1] == 'dice' else hd + ' (mm)'} {c[2]}" for c in columns}
-    table = {}
-    for method in method_order(summary.method.unique()):
-        s = summary[summary.method == method]
-        row = {}
-        for fraction, metric, region in columns:
-            r = s[s.region == region] if method in REFERENCE_METHODS else at_budget(s[s.region == region], fraction)
-            digits = 3 if metric == "dice" else 2
-            mark = " †" if len(r) and r.n_degenerate.iloc[0] else ""  # a degenerate model among the seeds
-            row[label[(fraction, metric, region)]] = (
-                f"{r[f'{metric}_mean'].iloc[0]:.{digits}f} ± {r[f'{metric}_std'].iloc[0]:.{digits}f}{mark}"
-                if len(r) else "–")
-        table[method] = row
-    p_row = {}
-    for fraction, metric, region in columns:
-        competitors = ranked_methods(metrics, fraction, region, "dice")
-        if len(competitors) < 2:
-            p_row[label[(fraction, metric, region)]] = "– (fewer than two methods)"
-            continue
-        a, b = competitors[:2]
-        test = wilcoxon_paired(metrics, a, b, fraction=fraction, region=region, metric=metric)
-        tests.append(test)
-        p_row[label[(fraction, metric, region)]] = f"{test['p_value']:.3g} ({a} vs {b}, n={test['n_cases']})"
-    table["p (Wilcoxon)"] = p_row
-    out = pd.DataFrame.from_dict(table, orient="index")
-    out.index.name = "method"
-    return out.reset_index(), pd.DataFrame(tests, columns=_TEST_COLUMNS)
-
-
-def write_paper_table(table: pd.DataFrame, out_csv, out_md, out_tex, hd_percentile: float = 95,
-                      label: str = "tab:comparison") -> None:
-    """CSV, Markdown and LaTeX of ``paper_table``'s table, with a caption saying what is paired."""
-    caption = (f"Dice and HD{hd_percentile:g} (mm) per region at each annotated fraction of the pool: "
-               "mean ± std over seeds (each seed: mean over test cases); full is trained on the whole pool. "
-               "Last row: two-sided Wilcoxon signed-rank test between the two best methods by mean Dice "
-               "(oracle and full excluded), paired over test cases (each case: mean over seeds), n = number of "
-               "test cases. †: at least one seed's model is degenerate (foreground on more than half of the test "
-               "background, or none at all).")
-    table.to_csv(out_csv, index=False)
-    Path(out_md).write_text(f"{caption}\n\n{table.to_markdown(index=False)}\n")
-    latex = table.to_latex(index=False, escape=True, caption=caption, label=label)
-    Path(out_tex).write_text(latex.replace("±", r"$\pm$").replace("–", "--"))

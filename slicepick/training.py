@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +47,7 @@ class TrainConfig:
     epochs: int
     batch_size: int = 32
     lr: float = 1e-3
-    augment: dict = field(default_factory=dict)
+    augment: dict | None = None  # None: no augmentation; {}: on with build_augmentation's defaults
     seed: int = 0
     min_steps: int = 0  # floor on optimiser steps: small sets train for more epochs
     loss: str = "dice"  # dice (the paper's multi-class Dice) | dice_ce (Dice + cross-entropy)
@@ -122,7 +122,10 @@ class BatchAugment:
 
 
 def build_augmentation(cfg: dict | None) -> BatchAugment | None:
-    """The batch augmentation of ``training.augment``; ``{}`` means the defaults, off is ``enabled: false``."""
+    """The batch augmentation of ``training.augment``: ``{}`` means on with the defaults, as in the
+    config schema; None or ``enabled: false`` is off."""
+    if cfg is None:
+        return None
     augment = BatchAugment(cfg)
     return augment if augment.enabled else None
 

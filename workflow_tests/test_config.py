@@ -5,10 +5,12 @@ import yaml
 from conftest import REPO, TINY_CONFIG, snakemake
 from slicepick.config import check_config
 
+SCHEMA = REPO / "config" / "schema.yaml"
+
 
 def check_config_lines(cfg: dict) -> list[str]:
     try:
-        check_config(cfg, yaml.safe_load((REPO / "config" / "schema.yaml").read_text()))
+        check_config(cfg, yaml.safe_load(SCHEMA.read_text()))
     except ValueError as err:
         return str(err).splitlines()
     return []
@@ -56,7 +58,11 @@ def test_bad_config_gives_one_clear_line(case, tmp_path):
 
 
 def test_good_config_fills_defaults_and_plans(tmp_path):
-    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, lambda c: c.pop("evaluation")))
+    def drop_optional_blocks(cfg):
+        cfg.pop("evaluation")
+        cfg.pop("unet")  # the paper's network, not a KeyError in a rule
+
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, drop_optional_blocks))
     assert "Job stats" in proc.stdout and "train" in proc.stdout
 
 
@@ -72,3 +78,45 @@ def test_paper_configs_report_the_papers_budgets():
     assert malc["report"]["budgets"] == [0.24, 0.42]
     for cfg in (brats, malc):
         assert check_config_lines(cfg) == []
+
+
+def test_schema_defaults_are_the_papers_network_and_augmentation_on():
+    from snakemake.utils import validate
+
+    from slicepick.training import build_augmentation
+
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg.pop("unet")
+    cfg["training"]["augment"] = {}
+    validate(cfg, str(SCHEMA))
+    assert cfg["unet"]["features"] == [32, 64, 128, 256, 512, 32]
+    assert cfg["training"]["augment"]["enabled"] is True
+    # {} means "defaults on" in the library too, so the schema and a notebook user agree
+    assert build_augmentation({}) is not None
+    assert build_augmentation(cfg["training"]["augment"]) is not None
+    assert build_augmentation({"enabled": False}) is None and build_augmentation(None) is None
+
+
+def test_one_entry_schedule_reports_that_fraction_and_full_at_one():
+    from slicepick.strategies import n_rounds, round_fraction
+
+    assert n_rounds("random", [0.05]) == 1 and n_rounds("full", [0.05]) == 1
+    assert round_fraction("random", [0.05], 0) == 0.05 and round_fraction("ggs", [0.05], 0) == 0.05
+    assert round_fraction("full", [0.05], 0) == 1.0
+    assert round_fraction("random", [0.05, 0.1], 1) == 0.1
+
+
+def test_one_entry_schedule_plans_and_refuses_other_report_budgets(tmp_path):
+    def one_entry(cfg):
+        cfg["schedule"] = [0.3]
+
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, one_entry))
+    out = proc.stdout + proc.stderr
+    assert "paper_tables" in out and "run_chain" not in out and "round=1" not in out
+
+    def budget_outside(cfg):
+        cfg.update(schedule=[0.3], report={"budgets": [0.3, 1.0]})
+
+    proc = snakemake(tmp_path, "-n", configfile=_with(tmp_path, budget_outside), check=False)
+    assert proc.returncode != 0
+    assert "config: report.budgets.1: 1.0 is not an entry of schedule [0.3]" in proc.stderr, proc.stderr

@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-GPU_RULES = {"train", "suggest", "train_vae"}
+GPU_RULES = {"run_round", "run_chain", "train_start", "train_vae", "save_predictions"}
 
 
 def rule_names() -> set[str]:
@@ -40,16 +40,19 @@ def test_profile_names_only_rules_of_the_workflow():
 
 def test_bare_profile_name_resolves_from_the_repository_root():
     assert (REPO / "slurm").resolve() == (REPO / "profiles" / "slurm").resolve()
-    out = dry_run("--profile", "slurm")
+    out = dry_run("--profile", "slurm", "--config", "chain_rounds=False", "evaluation={save_predictions: true}")
     # the GPU rules ask SLURM for one GPU each, in the GPU partition; the rounds are grouped
-    for rule in GPU_RULES:
+    for rule in GPU_RULES - {"run_chain"}:
         block = re.search(rf"rule {rule}:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out)[1]
         assert "gpu=1" in block and "slurm_partition=gpu" in block, block
     prepare = re.search(r"rule prepare:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out)[1]
     assert "gpu=1" not in prepare and "slurm_partition=cpu" in prepare, prepare
-    assert "Group job random-seed0-round1" in out
+    assert "Group job random-seed0-round1" in out and "Group job start-seed0" in out
+    chained = dry_run("--profile", "slurm")  # the tiny config chains the rounds of a method and seed
+    block = re.search(r"rule run_chain:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", chained)[1]
+    assert "gpu=1" in block and "slurm_partition=gpu" in block, block
 
 
 def test_local_profile_plans_the_workflow():
     out = dry_run("--profile", "profiles/local")
-    assert "rule train:" in out
+    assert "rule run_chain:" in out and "rule train_start:" in out

@@ -5,9 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slicepick.reporting import plot_region_dice, plot_training_loss, read_train_logs
-from slicepick.statistics import (holm, pairwise_wilcoxon, paper_table, two_best, wilcoxon_paired,
-                                  write_paper_table)
+from slicepick.reporting import paper_outputs, paper_table, plot_region_dice, plot_training_loss, read_train_logs, write_paper_table
+from slicepick.statistics import holm, pairwise_wilcoxon, two_best, wilcoxon_paired
 
 CASES = ["c1", "c2", "c3", "c4", "c5"]
 
@@ -115,3 +114,36 @@ def test_figures(tmp_path):
     assert (tmp_path / "d.png").stat().st_size > 0 and (tmp_path / "l.png").stat().st_size > 0
     with pytest.raises(ValueError, match="not a runs/"):
         read_train_logs([tmp_path / "elsewhere.csv"])
+
+
+def test_statistics_does_not_import_reporting():
+    """One-way dependency: reporting lays the tests out in tables, statistics knows nothing of tables."""
+    import ast
+    import slicepick.statistics as statistics
+
+    tree = ast.parse(open(statistics.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any("reporting" in name for name in imported if name), imported
+
+
+def test_paper_outputs_with_a_one_entry_schedule(tmp_path):
+    """One budget: the methods at it, full at 1.0; the tables and figures are written."""
+    metrics = frame(rows("random", 0.05, B), rows("ggs", 0.05, A), rows("full", 1.0, A))
+    metrics.to_csv(tmp_path / "metrics.csv", index=False)
+    logs = []
+    for method in ("random", "ggs", "full"):
+        for seed in (0, 1):
+            p = tmp_path / "runs" / method / f"seed{seed}" / "round0" / "train_log.csv"
+            p.parent.mkdir(parents=True)
+            pd.DataFrame({"epoch": [1, 2], "loss": [0.9, 0.8], "seconds": 1.0, "samples_per_s": 10.0,
+                          "n_samples": 10}).to_csv(p, index=False)
+            logs.append(p)
+    names = ["table_csv", "table_md", "table_tex", "tests_csv", "pairs_csv", "pairs_md", "region_pdf",
+             "region_png", "loss_pdf", "loss_png"]
+    out = {name: tmp_path / name.replace("_", ".") for name in names}
+    paper_outputs(tmp_path / "metrics.csv", logs, out, budgets=[0.05], figure_budget=0.05)
+    table = pd.read_csv(out["table_csv"]).set_index("method")
+    assert list(table.index) == ["random", "ggs", "full", "p (Wilcoxon)"]
+    assert "ggs vs random" in table.loc["p (Wilcoxon)", "5% Dice WT"]
+    assert all(out[name].stat().st_size > 0 for name in names)

@@ -245,7 +245,7 @@ def test_a_file_broken_after_validation_leaves_no_partial_store(tmp_path, monkey
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake_prepare(tmp_path: Path, data: Path, on_bad_case: str = "fail") -> subprocess.CompletedProcess:
+def snakemake_prepare(tmp_path: Path, data: Path, on_bad_case: str = "fail", cwd=None) -> subprocess.CompletedProcess:
     """`snakemake prepare` (validation and preparation only) on config_tiny.yaml with a BraTS dataset."""
     cfg = yaml.safe_load((REPO / "workflow_tests" / "config_tiny.yaml").read_text())
     cfg["dataset"] = {"name": "checked", "layout": "brats", "modalities": MODALITIES, **LABELS,
@@ -256,7 +256,8 @@ def snakemake_prepare(tmp_path: Path, data: Path, on_bad_case: str = "fail") -> 
            "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "snakemake", "prepare", "--cores", "2", "--directory",
                            str(tmp_path / "run"), "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config),
-                           "--config", f"data_root={data}"], capture_output=True, text=True, env=env, timeout=600)
+                           "--config", f"data_root={data}"], capture_output=True, text=True, env=env, timeout=600,
+                          cwd=cwd)
 
 
 @pytest.mark.slow
@@ -271,6 +272,27 @@ def test_prepare_target_stops_on_bad_cases_with_every_line(data, tmp_path):
     log = (tmp_path / "run" / "logs" / "checked" / "prepare.log").read_text()
     for line in lines:
         assert line in run.stderr and line in log
+
+
+@pytest.mark.slow
+def test_refused_dataset_names_every_bad_case_in_snakemakes_error_report(tmp_path):
+    """The job's own stderr may not reach the terminal (a cluster job's goes to its SLURM log): the
+    workflow profile (profiles/default, found beside the Snakefile from any folder) has Snakemake
+    print the failed job's log under its error report."""
+    data = tmp_path / "data"
+    generate_dataset(data, 4, shape=SHAPE, seed=0)
+    _missing_modality(data)  # SYN_001
+    rewrite(case_file(data, "SYN_003", "seg"), np.full(SHAPE, 3, np.uint8))
+    run = snakemake_prepare(tmp_path, data, cwd=tmp_path)
+    assert run.returncode != 0
+    terminal = run.stdout + run.stderr
+    assert "workflow specific profile" in terminal, terminal[-3000:]
+    report = terminal[terminal.index("Error in rule prepare"):]
+    assert "prepare.log:" in report, report
+    for line in [f"case SYN_001: {case_file(data, 'SYN_001', 't1ce')}: missing modality 't1ce'",
+                 f"case SYN_003: {case_file(data, 'SYN_003', 'seg')}: label values [3] not in the declared set [0, 1, 2, 4]",
+                 "2 of 4 cases failed validation; nothing was written"]:
+        assert line in report, report
     results = tmp_path / "run" / "results"
     assert not results.exists() or not any(p.is_file() for p in results.rglob("*"))
 

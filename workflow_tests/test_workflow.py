@@ -2,6 +2,7 @@
 rounds chained in one job (the default), once (the first seed) with one job per round."""
 import os
 import re
+import subprocess
 
 import numpy as np
 import nibabel as nib
@@ -198,6 +199,21 @@ def test_editing_one_method_reruns_only_that_method(two_runs):
                                                  "all"}, jobs
     # nothing was run: the finished workflow is still complete
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workdir, "-n", repo=workdir))
+
+
+def test_moved_run_plans_nothing_and_reruns_one_edited_method(two_runs, tmp_path):
+    """A finished run copied elsewhere with its timestamps (a checkout moved from scratch to project
+    space) is complete there, and an edit to one method's module there reruns only that method."""
+    moved = tmp_path / "moved"
+    subprocess.run(["cp", "-a", str(two_runs[0].parent.parent), str(moved)], check=True)
+    assert (moved / ".snakemake").is_dir()
+    proc = snakemake(moved, "-n", repo=moved)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    module = moved / "slicepick" / "strategies" / "random.py"
+    module.write_text(module.read_text() + "\n# an edit after the move\n")
+    jobs = planned_jobs(snakemake(moved, "-n", repo=moved))
+    assert {m for _, m in jobs if m is not None} == {"random"}, jobs
+    assert {r for r, m in jobs if m is None} == {"aggregate", "paper_tables", "all"}, jobs
 
 
 def test_lint_is_clean(tmp_path):

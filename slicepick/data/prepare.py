@@ -6,14 +6,23 @@ The store is the contract every later step reads (like nnU-Net's preprocessed fo
 ``labels.u8``   raw uint8, shape ``(N, H, W)``, class indices 0..K-1 (position in ``label_values``)
 ``index.csv``   sample_id, case, z (slice index in the original volume), subset
 ``split.csv``   case, subset (train / test), seeded, by case never by slice
-``meta.json``   shapes, modalities, label values, regions, per-case geometry for evaluation
+``test_labels/<case>.npy``  uint8 class map of each test case on its own (RAS, not resized) grid: the
+                reference that Dice and HD95 are computed against (:mod:`slicepick.evaluation`)
+``meta.json``   shapes, modalities, label values, regions, per-case geometry (the input's affine,
+                shape and orientation: :mod:`slicepick.data.geometry` maps store space back to the
+                input's grid), and ``store_sha256``: a checksum of the files above
 ``bad_cases.csv`` case, file, reason: the cases left out (``dataset.on_bad_case: skip``); empty otherwise
+
+``store_sha256`` is computed once, from the bytes as they are written (images, labels, test labels,
+index, split), never by reading the store again: a checkpoint's resume fingerprint uses it
+(:func:`slicepick.checksums.resume_fingerprint`) without hashing tens of GB per job.
 
 Every case is validated first (:mod:`slicepick.data.validate`); nothing is written unless that
 passes. Volumes are streamed one at a time, so memory stays flat as the dataset grows.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -173,40 +182,61 @@ def _write_store(cases, folder: Path, modalities, labels: LabelSpec, test_fracti
     out_hw = list(resize) if resize else padded_hw
     rows, case_meta = [], {}
     n = 0
+    # one checksum per file, fed with the bytes as they are written: the store is never read back
+    digests = {name: hashlib.sha256() for name in ("images", "labels", "test_labels", "index", "split")}
+    (folder / "test_labels").mkdir()
     with open(folder / "images.f32", "wb") as f_img, open(folder / "labels.u8", "wb") as f_lab:
         for i, case in enumerate(cases):
             loaded = load_case(case)
             z0, z1 = nonblank_range(loaded.image)
             pads = _pad_offsets(loaded.image.shape[1:3], padded_hw)
+            classes = labels.to_classes(loaded.label)
             slices = _case_slices(loaded.image, z0, z1, pads, padded_hw)
-            slice_labels = _case_label_slices(labels.to_classes(loaded.label), z0, z1, pads, padded_hw)
+            slice_labels = _case_label_slices(classes, z0, z1, pads, padded_hw)
             if resize:
                 slices, slice_labels = _resize_slices(slices, slice_labels, out_hw)
-            f_img.write(memoryview(np.ascontiguousarray(slices, np.float32)).cast("B"))
-            f_lab.write(memoryview(np.ascontiguousarray(slice_labels, np.uint8)).cast("B"))
+            for f, key, array in ((f_img, "images", np.ascontiguousarray(slices, np.float32)),
+                                  (f_lab, "labels", np.ascontiguousarray(slice_labels, np.uint8))):
+                f.write(memoryview(array).cast("B"))
+                digests[key].update(memoryview(array).cast("B"))
+            if subset_of[case.case_id] == "test":
+                reference = np.ascontiguousarray(classes, np.uint8)
+                np.save(folder / "test_labels" / f"{case.case_id}.npy", reference)
+                digests["test_labels"].update(case.case_id.encode())
+                digests["test_labels"].update(memoryview(reference).cast("B"))
             sx, sy, sz = loaded.spacing_mm
             case_meta[case.case_id] = {
                 "subset": subset_of[case.case_id],
-                "original_shape": list(loaded.image.shape[1:]),
+                "original_shape": list(loaded.image.shape[1:]),  # (X, Y, Z) of the RAS grid
                 "z_range": [z0, z1],
                 "pad": [list(p) for p in pads],
                 "padded_hw": padded_hw,
                 # in-plane spacing of the stored slices (changes with resize), then slice spacing
                 "spacing_mm": [sx * padded_hw[0] / out_hw[0], sy * padded_hw[1] / out_hw[1], sz],
+                "original_spacing_mm": [sx, sy, sz],  # of the RAS grid: scores are computed there
                 "affine": loaded.affine.tolist(),  # RAS: the geometry original_shape is on
+                # the input files as stored: slicepick.data.geometry maps predictions back onto them
+                "input_affine": loaded.input_affine.tolist(),
+                "input_shape": [int(loaded.image.shape[1 + int(axis)]) for axis in loaded.input_ornt[:, 0]],
+                "input_ornt": loaded.input_ornt.tolist(),
             }
             for z in range(z0, z1):
                 rows.append((n, case.case_id, z, subset_of[case.case_id]))
                 n += 1
             log.info("prepared %s (%d/%d): %d slices, subset %s", case.case_id, i + 1, len(cases), z1 - z0,
                      subset_of[case.case_id])
-            del loaded, slices, slice_labels  # freed before the next case is read: one case in memory
-    pd.DataFrame(rows, columns=["sample_id", "case", "z", "subset"]).to_csv(folder / "index.csv", index=False)
-    split.to_csv(folder / "split.csv", index=False)
+            del loaded, classes, slices, slice_labels  # freed before the next case is read: one case in memory
+    index_csv = pd.DataFrame(rows, columns=["sample_id", "case", "z", "subset"]).to_csv(index=False)
+    split_csv = split.to_csv(index=False)
+    for name, text in (("index", index_csv), ("split", split_csv)):
+        (folder / f"{name}.csv").write_text(text)
+        digests[name].update(text.encode())
     meta = {
         "images_shape": [n, len(modalities), *out_hw],
         "modalities": list(modalities),
         **labels.meta(),
         "cases": case_meta,
+        "store_sha256": hashlib.sha256("".join(f"{k}:{d.hexdigest()}\n" for k, d in digests.items())
+                                       .encode()).hexdigest(),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))

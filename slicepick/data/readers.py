@@ -48,9 +48,11 @@ class CaseFiles:
 @dataclass
 class LoadedCase:
     case_id: str
-    image: np.ndarray  # (C, X, Y, Z) float32
-    label: np.ndarray | None  # (X, Y, Z) raw label values
-    affine: np.ndarray  # (4, 4)
+    image: np.ndarray  # (C, X, Y, Z) float32, RAS
+    label: np.ndarray | None  # (X, Y, Z) raw label values, RAS
+    affine: np.ndarray  # (4, 4) of the RAS arrays
+    input_affine: np.ndarray  # (4, 4) of the files as stored (BraTS: LPS); with input_ornt, undoes the reorientation
+    input_ornt: np.ndarray  # (3, 2) nibabel orientation taking the stored voxel axes to RAS (io_orientation)
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -340,11 +342,16 @@ def open_volume(path: Path) -> nib.spatialimages.SpatialImage:
     return nib.load(str(path), mmap=False)
 
 
+def input_orientation(affine) -> np.ndarray:
+    """(3, 2) nibabel orientation taking a file's stored voxel axes to the closest RAS axes."""
+    return orientations.io_orientation(affine)
+
+
 def read_volume(img, dtype=None) -> tuple[np.ndarray, np.ndarray]:
     """Voxels of a 3D image in closest-canonical (RAS) orientation, and the matching affine."""
     shape = spatial_shape(img.shape)
     data = np.asarray(img.dataobj, dtype=dtype).reshape(shape)
-    ornt = orientations.io_orientation(img.affine)
+    ornt = input_orientation(img.affine)
     if np.array_equal(ornt, orientations.axcodes2ornt("RAS")):
         return data, np.asarray(img.affine, dtype=np.float64)
     affine = img.affine @ orientations.inv_ornt_aff(ornt, shape)
@@ -361,17 +368,18 @@ def read_shape(case: CaseFiles) -> tuple[int, ...]:
 
 def load_case(case: CaseFiles) -> LoadedCase:
     """Read all modalities and the label of one (validated) case, in RAS orientation."""
-    image, affine = None, None
+    image, affine, input_affine = None, None, None
     for c, path in enumerate(case.images):
         try:
-            data, vol_affine = read_volume(open_volume(path), np.float32)
+            img = open_volume(path)
+            data, vol_affine = read_volume(img, np.float32)
         except Exception as err:  # validation reads every file first; this is a file changed since
             raise DatasetError(f"case {case.case_id}: {path}: unreadable ({error_text(err)})") from err
         if image is None:
             image = np.empty((len(case.images), *data.shape), np.float32)
-            affine = vol_affine
+            affine, input_affine = vol_affine, np.asarray(img.affine, dtype=np.float64)
         image[c] = data
     label = None
     if case.label is not None:
         label = read_volume(open_volume(case.label))[0].astype(np.int32)
-    return LoadedCase(case.case_id, image, label, affine)
+    return LoadedCase(case.case_id, image, label, affine, input_affine, input_orientation(input_affine))

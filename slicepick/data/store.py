@@ -42,3 +42,19 @@ class SliceStore:
         """Sample ids of one case, ordered by slice (z)."""
         rows = self.index[self.index.case == case_id].sort_values("z")
         return rows.sample_id.to_numpy()
+
+    def reference_labels(self, case_id: str) -> np.ndarray:
+        """Class map ``(X, Y, Z)`` of a test case on its RAS grid, not resized: what scores compare with."""
+        path = self.folder / "test_labels" / f"{case_id}.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no reference labels of test case {case_id} (a store prepared by an "
+                                    "older version: prepare again, e.g. snakemake prepare --forcerun prepare)")
+        return np.load(path)
+
+    @property
+    def checksum(self) -> str:
+        """Checksum of the store's content, written by prepare (``store_sha256`` of meta.json)."""
+        if "store_sha256" not in self.meta:
+            raise KeyError(f"{self.folder}/meta.json: no store_sha256 (a store prepared by an older version: "
+                           "prepare again, e.g. snakemake prepare --forcerun prepare)")
+        return self.meta["store_sha256"]

@@ -14,10 +14,13 @@ block's name, so ablations are config variants of one module (``ggs_z10: {module
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import pkgutil
 from pathlib import Path
 from types import ModuleType
+
+from slicepick.checksums import file_digest
 
 _NOT_STRATEGIES = {"base"}
 
@@ -41,7 +44,7 @@ def get_strategy(name: str) -> ModuleType:
 
 
 def module_path(name: str) -> Path:
-    """Source file of a strategy, declared as a rule input so edits rerun only that method."""
+    """Source file of a strategy."""
     return Path(__file__).parent / f"{name}.py"
 
 
@@ -58,6 +61,13 @@ def shares_start(name: str) -> bool:
                 or declared(name, "SINGLE_ROUND", False))
 
 
+@functools.lru_cache(maxsize=None)  # read once per workflow start, not once per job
+def module_digest(name: str) -> str:
+    """Content hash of a strategy's source, a rule param: editing the module reruns only that
+    method's jobs, and unlike a path it stays the same when the checkout moves."""
+    return file_digest(module_path(name))[:16]
+
+
 def declared(name: str, constant: str, default=None):
     """A module-level constant of a strategy, read without importing it (no torch at DAG build)."""
     tree = ast.parse(module_path(name).read_text())
@@ -65,3 +75,15 @@ def declared(name: str, constant: str, default=None):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == constant for t in node.targets):
             return ast.literal_eval(node.value)
     return default
+
+
+def n_rounds(name: str, schedule) -> int:
+    """Rounds a method runs: one per schedule entry, or one for a single-round method (``full``)."""
+    return 1 if declared(name, "SINGLE_ROUND", False) else len(schedule)
+
+
+def round_fraction(name: str, schedule, round_index: int) -> float:
+    """The annotated fraction of the pool a round reports: the round's schedule entry; 1.0 only for
+    a single-round method (``full``, trained on the whole pool). A one-entry schedule is valid: its
+    methods report that entry, not 1.0."""
+    return 1.0 if declared(name, "SINGLE_ROUND", False) else float(schedule[int(round_index)])

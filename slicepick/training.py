@@ -155,7 +155,7 @@ def train_segmentation(model: torch.nn.Module, store, sample_ids, cfg: TrainConf
     return history
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_classes(model: torch.nn.Module, store, sample_ids, device, batch_size: int = 64) -> np.ndarray:
     """Argmax class map ``(N, H, W)`` for the given samples, in order."""
     model.eval()

@@ -87,7 +87,7 @@ def _captured(module: torch.nn.Module):
         handle.remove()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def member_outputs(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of a BasicUNet over ``images`` (B, C, H, W): its softmax output (B, n_classes, H, W) and
     its bottleneck feature, the channel-wise spatial mean of ``down_4`` (B, F)."""
@@ -97,7 +97,7 @@ def member_outputs(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.
     return probabilities, out[0].flatten(2).mean(2)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ensemble_scores(ensemble: EnsembleMean, store, sample_ids, device, batch_size: int = 64):
     """Uncertainty (N,) and member-averaged bottleneck feature (N, F) of the given samples, in order."""
     uncertainty, features = [], []

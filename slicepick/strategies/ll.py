@@ -161,7 +161,7 @@ def train_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig,
     return model, model_spec
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predicted_losses(model: UNetWithLossHead, store, sample_ids, device, batch_size: int = 64) -> np.ndarray:
     """The head's predicted loss for each sample id, in order."""
     model.eval()

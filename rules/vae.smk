@@ -37,3 +37,22 @@ rule latent_figure:
         f"{LOGS}/latent_figure_{{method}}.log",
     script:
         "../scripts/latent_figure.py"
+
+
+rule clsmc_ranking:
+    # ClsMC's ranking depends only on the latents and the method's block: computed once per latent
+    # space and read by every seed's initial selection and suggestions (slicepick/strategies/clsmc.py).
+    input:
+        store=STORE,
+        latents=vae_file("{dim}", "latents.npy"),
+        module=strategy_module,
+    output:
+        vae_file("{dim}", "clsmc_ranking_{method}.npy"),
+    params:
+        method_cfg=lambda w: method_cfg(w.method),
+    conda:
+        "../envs/torch.yaml"
+    log:
+        f"{LOGS}/vae/z{{dim}}/clsmc_ranking_{{method}}.log",
+    script:
+        "../scripts/clsmc_ranking.py"

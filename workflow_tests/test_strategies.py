@@ -13,14 +13,15 @@ ITERATIVE = [name for name in available() if not declared(name, "SINGLE_ROUND", 
 
 @pytest.fixture(scope="module")
 def method_inputs(tiny_store, tmp_path_factory):
-    """A briefly trained VAE and the latents of every stored slice, for latent-space methods."""
+    """A briefly trained VAE, the latents of every stored slice and ClsMC's ranking, for latent-space methods."""
     from slicepick.vae import encode, save_vae, train_vae
 
     folder = tmp_path_factory.mktemp("vae")
     vae = train_vae(tiny_store, tiny_store.pool_ids, latent_dim=3, channels=[4, 8, 8, 8], epochs=1, batch_size=8)
     save_vae(folder / "model.pt", vae)
     np.save(folder / "latents.npy", encode(vae, tiny_store, np.arange(len(tiny_store.index))))
-    return {"vae": str(folder / "model.pt"), "latents": str(folder / "latents.npy")}
+    get_strategy("clsmc").write_ranking(folder / "ranking.npy", tiny_store.pool_ids, folder / "latents.npy", {})
+    return {"vae": str(folder / "model.pt"), "latents": str(folder / "latents.npy"), "ranking": str(folder / "ranking.npy")}
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,9 @@ Choice
     of them by greedy max-cover of the whole unannotated set (``maxcover``), until k are chosen
     (paper: 20 candidates, 10 chosen per step). A last, smaller step keeps the same ratio of
     candidates to choices (3 to choose of ceil(3 * 20 / 10) = 6). Each step's max-cover starts
-    afresh, as in the paper's repeated runs.
+    afresh, as in the paper's repeated runs. Memory: a step's similarity is candidates x
+    unannotated (20 x 36,000 at BraTS scale), never unannotated x unannotated; the pool is scored
+    in batches under ``torch.inference_mode``.
 
 Training: ``train_round`` (the round loop calls it instead of the plain U-Net step).
 Training losses of all members go to one train_log.csv, with a ``member`` column.

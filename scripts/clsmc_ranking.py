@@ -1,10 +1,11 @@
 """ClsMC's ranking of the whole pool, once per latent space (every seed and round reads it)."""
-from slicepick.joblog import start_job
+from slicepick.joblog import mark_useful_start, start_job
 from slicepick.data.prepare import SliceStore
 from slicepick.strategies import get_strategy, module_name
 
 log = start_job(snakemake.log[0])
 pool = SliceStore(snakemake.input.store).pool_ids
 strategy = get_strategy(module_name(snakemake.wildcards.method, snakemake.params.method_cfg))
+mark_useful_start(log)
 strategy.write_ranking(snakemake.output[0], pool, snakemake.input.latents, snakemake.params.method_cfg)
 log.info("%s: ranked %d pool samples", snakemake.wildcards.method, len(pool))

@@ -5,9 +5,10 @@
 Each (method, pool size) runs in a fresh process that imports first (not timed), then times the
 workflow's own suggestion job, ``rounds.suggest_next``: it opens the memory-mapped slice store, loads
 the method's model (and VAE), reads the selection, suggests and writes the next selection, inference
-included. ClsMC's time also counts the computation of its ranking (``clsmc.write_ranking``, the
-``clsmc_ranking`` job, run once per latent space, not per round and seed): the slower case of a
-round that has to wait for it. Peak memory is the process's ``ru_maxrss`` (imports included).
+included. ClsMC's time also counts the computation of its ranking as far as the schedule's last budget
+(``clsmc.write_ranking``, the ``clsmc_ranking`` job, run once per latent space, not per round and
+seed): the case of a round that has to wait for it. Peak memory is the process's ``ru_maxrss``
+(imports included; the inputs are built in another process, as ``ru_maxrss`` survives fork and exec).
 
 The round is round 0 -> 1 of the BraTS schedule (0.5% of the pool annotated, 0.5% more asked for),
 so GGS has 0.5% of the pool as gradient sources and every method's work grows with N.
@@ -45,7 +46,6 @@ def build_inputs(folder: Path, n_pool: int, args) -> None:
     """Slice store, latents, VAE and each method's model for a pool of ``n_pool`` slices."""
     import numpy as np
     import pandas as pd
-    import torch
 
     from slicepick.data.prepare import SliceStore
     from slicepick.models import EnsembleMean, build_seeded, ensemble_spec, save_model, unet_spec
@@ -103,12 +103,18 @@ def run_method(folder: Path, method: str, out: Path) -> dict:
     model = {"dal": "dal.pt", "ll": "ll.pt"}.get(method, "unet.pt")
     inputs = {"ggs": {"vae": str(folder / "vae.pt"), "latents": str(folder / "latents.npy")},
               "clsmc": {"ranking": str(out.with_suffix(".ranking.npy"))}}.get(method, {})
+    cached = hasattr(strategy, "write_ranking")
+    if method == "clsmc" and not cached:  # a checkout from before the cached ranking (README's "before")
+        inputs = {"latents": str(folder / "latents.npy")}
     timings = {}
     t0 = time.perf_counter()
-    if method == "clsmc":
+    if method == "clsmc" and cached:
         from slicepick.data.prepare import SliceStore
 
-        strategy.write_ranking(inputs["ranking"], SliceStore(folder / "prepared").pool_ids, folder / "latents.npy", {})
+        from slicepick.rounds import budget_sizes
+
+        pool = SliceStore(folder / "prepared").pool_ids
+        strategy.write_ranking(inputs["ranking"], pool, folder / "latents.npy", {}, budget_sizes(SCHEDULE, len(pool))[-1])
         timings["ranking_seconds"] = time.perf_counter() - t0
     suggest_next(folder / "prepared", folder / model, folder / "selection.csv", out, method=method, method_cfg={},
                  seed=0, round_index=0, schedule=SCHEDULE, inputs=inputs, device="cpu")
@@ -122,11 +128,21 @@ def child(argv) -> None:
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--method", required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--build", type=int, help="build the inputs for this pool size instead")
+    parser.add_argument("--build-args")
     args = parser.parse_args(argv)
+    if args.build:
+        build_inputs(args.folder, args.build, argparse.Namespace(**json.loads(args.build_args)))
+        return
     import torch
 
     torch.set_num_threads(args.threads)  # as the workflow's start_job does with the rule's threads
     print(json.dumps(run_method(args.folder, args.method, args.folder / f"selection_{args.method}.csv")))
+
+
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv=None) -> None:
@@ -141,6 +157,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each suggestion process")
     args = parser.parse_args(argv)
 
+    started, suggestion_cpu = time.perf_counter(), 0.0
     sizes = [args.pool_size, 4 * args.pool_size, 16 * args.pool_size]
     env_python = [sys.executable, str(Path(__file__).resolve())]
     results: dict[tuple[str, int], dict] = {}
@@ -152,25 +169,33 @@ def main(argv=None) -> None:
         for n in sizes:
             folder = Path(tmp) / f"n{n}"
             t0 = time.perf_counter()
-            build_inputs(folder, n, args)
+            # in a process of its own: ru_maxrss survives fork and exec, so a parent that wrote the
+            # store would pass its resident size on to every suggestion process
+            subprocess.run([*env_python, "--child", "--folder", str(folder), "--method", "-", "--build", str(n),
+                            "--build-args", json.dumps(vars(args))], check=True, cwd=REPO)
             print(f"(inputs for N={n} built in {time.perf_counter() - t0:.1f} s)", flush=True)
             for method in args.methods:
+                before = cpu_of_children()
                 run = subprocess.run([*env_python, "--child", "--folder", str(folder), "--method", method,
                                       "--threads", str(args.threads)],
                                      capture_output=True, text=True, cwd=REPO)
                 if run.returncode != 0:
                     raise RuntimeError(f"{method} at N={n} failed:\n{run.stderr[-3000:]}")
                 row = json.loads(run.stdout.strip().splitlines()[-1])
+                suggestion_cpu += cpu_of_children() - before
                 results[method, n] = row
                 note = f"ranking {row['ranking_seconds']:.2f} s (once per latent space)" if "ranking_seconds" in row else ""
                 print(f"{method:<8} {n:>7} {row['seconds']:>9.2f} {row['peak_gb']:>8.2f}  {note}", flush=True)
             for path in folder.glob("prepared/*.f32"):
                 path.unlink()  # free the disk before the next, larger store
+    print(f"benchmark wall {time.perf_counter() - started:.0f} s; CPU time of the suggestion processes, imports included, "
+          f"{suggestion_cpu:.0f} s (what their wall time approaches on a quiet machine at 1 thread)")
     largest = sizes[-1]
     latent = [results[m, largest]["seconds"] for m in ("ggs", "clsmc") if (m, largest) in results]
     ratios = {m: results[m, sizes[-1]]["seconds"] / results[m, sizes[0]]["seconds"] for m in args.methods}
     worst = max(ratios, key=ratios.get)
     print("time at 16N / time at N: " + ", ".join(f"{m} {r:.1f}" for m, r in ratios.items()))
+    print("time at 16N: " + ", ".join(f"{m} {results[m, largest]['seconds']:.1f} s" for m in args.methods))
     if latent:
         print(f"latent_choose_seconds: {max(latent):.2f}")
     print(f"scaling_16x: {ratios[worst]:.2f}  ({worst})")

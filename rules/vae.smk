@@ -41,7 +41,8 @@ rule latent_figure:
 
 rule clsmc_ranking:
     # ClsMC's ranking depends only on the latents and the method's block: computed once per latent
-    # space and read by every seed's initial selection and suggestions (slicepick/strategies/clsmc.py).
+    # space (up to the schedule's last budget) and read by every seed's initial selection and
+    # suggestions (slicepick/strategies/clsmc.py).
     input:
         store=STORE,
         latents=vae_file("{dim}", "latents.npy"),
@@ -50,6 +51,7 @@ rule clsmc_ranking:
         vae_file("{dim}", "clsmc_ranking_{method}.npy"),
     params:
         method_cfg=lambda w: method_cfg(w.method),
+        schedule=config["schedule"],  # ranked as far as the last budget
     conda:
         "../envs/torch.yaml"
     log:

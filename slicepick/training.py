@@ -162,7 +162,7 @@ def predict_classes(model: torch.nn.Module, store, sample_ids, device, batch_siz
     out = []
     for i in range(0, len(sample_ids), batch_size):
         ids = np.asarray(sample_ids[i:i + batch_size])
-        images = torch.as_tensor(np.array(store.images[ids]), device=device)
+        images = torch.as_tensor(store.read_images(ids), device=device)
         out.append(model(images).argmax(1).cpu().numpy().astype(np.uint8))
     return np.concatenate(out) if out else np.zeros((0,) + store.labels.shape[1:], np.uint8)
 

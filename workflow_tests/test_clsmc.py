@@ -64,6 +64,8 @@ def test_initial_selection_and_suggest_follow_the_ranking(tmp_path):
     inputs = {"ranking": str(tmp_path / "ranking.npy")}
     ranking = pool[clsmc.nested_ranking(latents, len(pool), 4, "ward")]
     assert np.array_equal(np.load(tmp_path / "ranking.npy"), ranking)
+    clsmc.write_ranking(tmp_path / "head.npy", pool, tmp_path / "latents.npy", params, n=20)  # to the last budget
+    assert np.array_equal(np.load(tmp_path / "head.npy"), ranking[:20])
 
     def ctx(annotated):
         return SuggestionContext(None, np.asarray(annotated, int), np.setdiff1d(pool, annotated), np.array([], int),
@@ -86,11 +88,16 @@ def test_params_and_inputs_are_checked(tmp_path):
                               np.random.default_rng(0), {})
     with pytest.raises(ValueError, match="ranking"):
         clsmc.initial_selection(empty, 2)
-    np.save(tmp_path / "other.npy", np.arange(3))  # the ranking of another store
-    other = SuggestionContext(None, np.array([], int), np.arange(4), np.array([], int), -1,
-                              np.random.default_rng(0), {}, inputs={"ranking": str(tmp_path / "other.npy")})
+    def ctx(ranking):
+        np.save(tmp_path / "ranking.npy", np.asarray(ranking))
+        return SuggestionContext(None, np.array([], int), np.arange(4), np.array([], int), -1,
+                                 np.random.default_rng(0), {}, inputs={"ranking": str(tmp_path / "ranking.npy")})
+
     with pytest.raises(ValueError, match="another store"):
-        clsmc.initial_selection(other, 2)
+        clsmc.initial_selection(ctx([2, 7]), 2)  # id 7 is not in the pool 0-3
+    with pytest.raises(ValueError, match="smaller schedule"):
+        clsmc.initial_selection(ctx([2, 0]), 3)  # ranked as far as 2 only
+    assert list(clsmc.initial_selection(ctx([2, 0]), 2)) == [2, 0]
     with pytest.raises(ValueError, match="one row per sample id"):
         clsmc.rank_pool(np.arange(5, 10), np.zeros((6, 3)), {})
 
@@ -124,3 +131,15 @@ def test_neighbour_graph_joins_far_apart_groups(recwarn):
     labels = clsmc.cluster_latents(latents, 3, "ward", full_max=0)
     assert len(set(zip(labels[:50], labels[50:100]))) == 1 and len(set(labels)) == 3
     assert not [w for w in recwarn if "connected components" in str(w.message)]  # no scikit-learn completion
+
+
+def test_sampled_universe_keeps_the_ranking_nested_and_shared_by_size(monkeypatch):
+    latents, truth = blobs(3)
+    exact = clsmc.nested_ranking(latents, len(latents), n_clusters=4, linkage="ward")
+    monkeypatch.setattr(clsmc, "UNIVERSE_MAX", 7)  # clusters of 40, 25 and 12 cover a sample of 7 members
+    full = clsmc.nested_ranking(latents, len(latents), n_clusters=4, linkage="ward")
+    assert sorted(full) == list(range(len(latents))) and not np.array_equal(full, exact)
+    for n in (2, 9, 30):
+        prefix = clsmc.nested_ranking(latents, n, n_clusters=4, linkage="ward")
+        assert np.array_equal(prefix, full[:n])
+        assert np.all(np.abs(np.bincount(truth[prefix], minlength=4) - n * np.array(SIZES) / len(latents)) < 1)

@@ -23,8 +23,9 @@ random start: round 0 is the first samples of the ranking (``initial_selection``
 round adds the next ones. The U-Net is trained as for every method.
 
 The ranking depends only on the latents and the method's block, not on the seed or the round, so
-the workflow computes it once per latent space (rule ``clsmc_ranking``, ``rank_pool``, written to
-``vae/z{dim}/clsmc_ranking_<method>.npy``) and every round and seed reads it (``INPUTS``).
+the workflow computes it once per latent space, as far as the schedule's last budget (rule
+``clsmc_ranking``, ``rank_pool``, written to ``vae/z{dim}/clsmc_ranking_<method>.npy``) and every
+round and seed reads it (``INPUTS``).
 
 Bounded memory at paper scale (BraTS: about 36,000 pool slices):
 
@@ -35,7 +36,12 @@ Bounded memory at paper scale (BraTS: about 36,000 pool slices):
   A documented deviation from full Ward: it agrees with full Ward on VAE-like latents
   (adjusted Rand index >= 0.9, tested);
 - max-cover: similarity rows are computed on demand from the cluster's latents, in blocks
-  (``maxcover.greedy_max_cover_rows``), never the cluster x cluster matrix.
+  (``maxcover.greedy_max_cover_rows``), never the cluster x cluster matrix. Every member is a
+  candidate, but in a cluster of more than ``UNIVERSE_MAX`` members the universe to cover is a
+  systematic sample of ``UNIVERSE_MAX`` of them (every s-th member in sample-id order), so ranking
+  costs members x ``UNIVERSE_MAX`` instead of members squared: linear in the pool. Coverage of the
+  sample estimates coverage of the cluster; at the paper's budgets (at most a few percent of a
+  cluster) the sample is much larger than the number chosen.
 """
 from __future__ import annotations
 
@@ -54,7 +60,8 @@ from slicepick.strategies.base import SuggestionContext, check_request, with_def
 USES_MODEL = False
 INPUTS = ("ranking",)  # the cached ranking of the pool (rule clsmc_ranking, from the VAE latents)
 FULL_LINKAGE_MAX = 5000  # above this many latents, merges follow a k-nearest-neighbour graph
-NEIGHBOURS = 30
+NEIGHBOURS = 10
+UNIVERSE_MAX = 2000  # max-cover inside a larger cluster covers a systematic sample of this many members
 DEFAULTS = {"n_clusters": 10, "linkage": "ward", "latent_dim": 3}  # latent_dim: which VAE latents (workflow inputs)
 LINKAGES = ("ward", "complete", "average", "single")
 
@@ -140,9 +147,10 @@ def nested_ranking(latents: np.ndarray, n: int, n_clusters: int, linkage: str) -
     picks = []
     for c, rows in enumerate(members):
         need = int((order == c).sum())
-        points = latents[rows]  # candidates and universe: the cluster; similarity -distance, made on demand
-        picks.append(rows[greedy_max_cover_rows(lambda idx, points=points: -cdist(points[idx], points),
-                                                len(rows), need)])
+        points = latents[rows]  # candidates: the cluster; similarity -distance, made on demand
+        universe = points[::-(-len(rows) // UNIVERSE_MAX)]  # the cluster, or a systematic sample of it
+        picks.append(rows[greedy_max_cover_rows(lambda idx, points=points, universe=universe:
+                                                -cdist(points[idx], universe), len(rows), need)])
     taken = np.zeros(len(sizes), int)
     ranking = np.empty(n, int)
     for t, c in enumerate(order):
@@ -151,19 +159,22 @@ def nested_ranking(latents: np.ndarray, n: int, n_clusters: int, linkage: str) -
     return ranking
 
 
-def rank_pool(pool_ids, latents: np.ndarray, params: dict | None) -> np.ndarray:
-    """The whole pool's ranking as sample ids; ``latents`` holds one row per sample id of the store."""
+def rank_pool(pool_ids, latents: np.ndarray, params: dict | None, n: int | None = None) -> np.ndarray:
+    """The first ``n`` (default: all) of the pool's ranking, as sample ids; ``latents`` holds one row
+    per sample id of the store. Ranking only as far as the schedule's last budget saves the greedy
+    steps beyond it; the prefix is the same."""
     pool_ids = np.asarray(pool_ids, dtype=np.int64)
     if latents.ndim != 2 or latents.shape[0] <= int(pool_ids.max()):
         raise ValueError(f"clsmc: latents of shape {latents.shape}; expected one row per sample id of the "
                          f"store (at least {int(pool_ids.max()) + 1})")
     p = method_params(params)
-    return pool_ids[nested_ranking(np.asarray(latents[pool_ids]), len(pool_ids), p["n_clusters"], p["linkage"])]
+    n = len(pool_ids) if n is None else int(n)
+    return pool_ids[nested_ranking(np.asarray(latents[pool_ids]), n, p["n_clusters"], p["linkage"])]
 
 
-def write_ranking(path, pool_ids, latents_path, params: dict | None) -> None:
+def write_ranking(path, pool_ids, latents_path, params: dict | None, n: int | None = None) -> None:
     """``rank_pool`` of the latents in ``latents_path``, saved atomically to ``path`` (.npy)."""
-    ranking = rank_pool(pool_ids, np.load(latents_path, mmap_mode="r"), params)
+    ranking = rank_pool(pool_ids, np.load(latents_path, mmap_mode="r"), params, n)
     tmp = Path(f"{path}.tmp.npy")
     np.save(tmp, ranking)
     os.replace(tmp, path)
@@ -175,16 +186,20 @@ def _load_ranking(ctx: SuggestionContext, pool: np.ndarray) -> np.ndarray:
         raise ValueError("clsmc needs its ranking of the pool: inputs['ranking'] = path of clsmc_ranking_<method>.npy "
                          "(rule clsmc_ranking, or write_ranking)")
     ranking = np.load(path)
-    if ranking.ndim != 1 or len(ranking) != len(pool) or not np.array_equal(np.sort(ranking), pool):
-        raise ValueError(f"clsmc: {path} does not rank this pool ({len(ranking)} ids for a pool of {len(pool)}); "
-                         f"it was computed for another store")
+    if ranking.ndim != 1 or len(np.unique(ranking)) != len(ranking) or not np.isin(ranking, pool).all():
+        raise ValueError(f"clsmc: {path} does not rank this pool (ids outside the pool of {len(pool)} samples, "
+                         f"or repeated); it was computed for another store")
     return ranking
 
 
 def ranked_pool(ctx: SuggestionContext, n: int) -> np.ndarray:
     """Sample ids: the first ``n`` of the ranking of the pool (annotated and unannotated)."""
     pool = np.union1d(ctx.annotated, ctx.unannotated).astype(int)
-    return _load_ranking(ctx, pool)[:n]
+    ranking = _load_ranking(ctx, pool)
+    if n > len(ranking):
+        raise ValueError(f"clsmc: {ctx.inputs['ranking']} ranks {len(ranking)} samples but {n} are needed; it was "
+                         f"computed for a smaller schedule (rerun rule clsmc_ranking)")
+    return ranking[:n]
 
 
 def initial_selection(ctx: SuggestionContext, n: int) -> np.ndarray:

@@ -105,7 +105,7 @@ def ensemble_scores(ensemble: EnsembleMean, store, sample_ids, device, batch_siz
     uncertainty, features = [], []
     for start in range(0, len(sample_ids), batch_size):
         ids = np.asarray(sample_ids[start:start + batch_size])
-        images = torch.as_tensor(np.array(store.images[ids]), device=device)
+        images = torch.as_tensor(store.read_images(ids), device=device)
         probs, feats = zip(*(member_outputs(member, images) for member in ensemble.members))
         uncertainty.append(ensemble_uncertainty(torch.stack(probs)).cpu())
         features.append(torch.stack(feats).mean(0).cpu())

@@ -128,12 +128,12 @@ def main(argv=None) -> None:
     if not logs.is_dir():
         raise SystemExit(f"job_startup: no job logs at {logs} (pass --logs)")
     rows, total = startup_table(logs, bench)
+    if bench is None:
+        print("no benchmark files found: wall times are the logs' spans", file=sys.stderr, flush=True)
     print(f"{'rule':<20} {'jobs':>5} {'marked':>6} {'start-up s':>11} {'wall s':>9} {'share':>6}  wall from")
     for r in [*rows, total]:
         print(f"{r['rule']:<20} {r['jobs']:>5} {r['marked']:>6} {r['startup_s']:>11.1f} {r['wall_s']:>9.1f} "
               f"{r['share']:>6.3f}  {r['wall_from']}")
-    if bench is None:
-        print("no benchmark files found: wall times are the logs' spans", file=sys.stderr)
     print(f"startup_share: {total['share']:.3f}")
 
 

@@ -2,11 +2,13 @@
 
     python benchmarks/plan_paper_scale.py [CONFIG.yaml ...]
 
-Each config is dry-run through Snakemake's API with the groups of profiles/slurm/config.yaml, against an
-empty results folder (so every job is planned). Without arguments it plans config/brats2019.yaml and
+Each config is dry-run through Snakemake's API twice, with the groups of profiles/slurm/config.yaml (one
+submission per method, seed and round) and of profiles/slurm-chain/config.yaml (one per method and seed),
+against an empty results folder (so every job is planned). Without arguments it plans config/brats2019.yaml and
 config/malc.yaml; where those are absent it builds a paper-scale stand-in in memory from config.yaml:
 10 seeds, 10 rounds (the papers' BraTS and MALC schedules), 7 methods (a method not implemented yet is
-planned with the random strategy's job shape, and said so). Prints one line per config and a total.
+planned with the random strategy's job shape, and said so). Prints one line per config and a total, then
+``submissions_per_job_round:`` and ``submissions_per_job_chain:`` (submissions / jobs run on the cluster).
 """
 from __future__ import annotations
 
@@ -74,12 +76,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="*", type=Path)
     args = parser.parse_args(argv)
-    groups = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["groups"]
+    groupings = {name: yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["groups"]
+                 for name, profile in PROFILES.items()}
     with tempfile.TemporaryDirectory(prefix="plan-") as results:
-        report(args.configs, groups, {"results_dir": results})  # nothing exists there: every job is planned
+        report(args.configs, groupings, {"results_dir": results})  # nothing exists there: every job is planned
 
 
-def report(configs: list[Path], groups: dict, empty: dict) -> None:
+PROFILES = {"round": "slurm", "chain": "slurm-chain"}  # grouping -> profile folder
+
+
+def report(configs: list[Path], groupings: dict, empty: dict) -> None:
     if configs:
         runs = [(str(path), path.resolve(), empty) for path in configs]
     else:
@@ -93,16 +99,27 @@ def report(configs: list[Path], groups: dict, empty: dict) -> None:
         stand_ins = [m for m in PAPER_METHODS if m not in available()]
         if stand_ins and any(path is None for _, path, _ in runs):
             print(f"not implemented yet, planned with random's jobs: {', '.join(stand_ins)}")
-    print(f"{'config':<40} {'jobs':>7} {'on cluster':>10} {'submissions':>11} {'ratio':>6} {'plan s':>7}")
-    total = {"jobs": 0, "cluster_jobs": 0, "submissions": 0, "seconds": 0.0}
+    names = list(groupings)
+    print(f"{'config':<40} {'jobs':>6} {'on cluster':>10} " + " ".join(f"{'subm. ' + g:>12} {'per job':>7}" for g in names)
+          + f" {'plan s':>7}")
+    total = {"jobs": 0, "cluster_jobs": 0, "seconds": 0.0, **{g: 0 for g in names}}
     for label, configfile, overrides in runs:
-        row = plan(configfile, overrides, groups)
-        for key in total:
-            total[key] += row[key]
-        print(f"{label:<40} {row['jobs']:>7} {row['cluster_jobs']:>10} {row['submissions']:>11} "
-              f"{row['cluster_jobs'] / row['submissions']:>6.1f} {row['seconds']:>7.2f}")
-    print(f"{'total':<40} {total['jobs']:>7} {total['cluster_jobs']:>10} {total['submissions']:>11} "
-          f"{total['cluster_jobs'] / total['submissions']:>6.1f} {total['seconds']:>7.2f}")
+        rows = {g: plan(configfile, overrides, groups) for g, groups in groupings.items()}
+        first = rows[names[0]]
+        if any(r["cluster_jobs"] != first["cluster_jobs"] for r in rows.values()):
+            raise RuntimeError(f"{label}: the groupings planned different jobs: {rows}")
+        total["jobs"] += first["jobs"]
+        total["cluster_jobs"] += first["cluster_jobs"]
+        total["seconds"] += sum(r["seconds"] for r in rows.values())
+        for g in names:
+            total[g] += rows[g]["submissions"]
+        print(f"{label:<40} {first['jobs']:>6} {first['cluster_jobs']:>10} "
+              + " ".join(f"{rows[g]['submissions']:>12} {rows[g]['submissions'] / first['cluster_jobs']:>7.3f}" for g in names)
+              + f" {sum(r['seconds'] for r in rows.values()):>7.2f}")
+    print(f"{'total':<40} {total['jobs']:>6} {total['cluster_jobs']:>10} "
+          + " ".join(f"{total[g]:>12} {total[g] / total['cluster_jobs']:>7.3f}" for g in names) + f" {total['seconds']:>7.2f}")
+    for g in names:
+        print(f"submissions_per_job_{g}: {total[g] / total['cluster_jobs']:.3f}")
 
 
 if __name__ == "__main__":

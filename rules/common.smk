@@ -57,11 +57,12 @@ def vae_file(dim, name):
 
 
 def method_inputs(wildcards):
-    """Files a method reads besides the model: the VAE and its latents for latent-space methods."""
+    """Files a method reads besides the model: the VAE, its latents, ClsMC's cached ranking (rules/vae.smk)."""
     block = method_cfg(wildcards.method)
     wanted = method_inputs_of(wildcards.method)
     files = {"vae": vae_file(block.get("latent_dim"), "model.pt"),
-             "latents": vae_file(block.get("latent_dim"), "latents.npy")}
+             "latents": vae_file(block.get("latent_dim"), "latents.npy"),
+             "ranking": vae_file(block.get("latent_dim"), f"clsmc_ranking_{wildcards.method}.npy")}
     return {name: files[name] for name in wanted}
 
 

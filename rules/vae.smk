@@ -44,3 +44,26 @@ rule latent_figure:
         f"{BENCH}/latent_figure/{{method}}.tsv"
     script:
         "../scripts/latent_figure.py"
+
+
+rule clsmc_ranking:
+    # ClsMC's ranking depends only on the latents and the method's block: computed once per latent
+    # space (up to the schedule's last budget) and read by every seed's initial selection and
+    # suggestions (slicepick/strategies/clsmc.py).
+    input:
+        store=STORE,
+        latents=vae_file("{dim}", "latents.npy"),
+    output:
+        vae_file("{dim}", "clsmc_ranking_{method}.npy"),
+    params:
+        module=strategy_digest,
+        method_cfg=lambda w: method_cfg(w.method),
+        schedule=config["schedule"],  # ranked as far as the last budget
+    conda:
+        "../envs/torch.yaml"
+    log:
+        f"{LOGS}/vae/z{{dim}}/clsmc_ranking_{{method}}.log",
+    benchmark:
+        f"{BENCH}/clsmc_ranking/z{{dim}}/{{method}}.tsv"
+    script:
+        "../scripts/clsmc_ranking.py"

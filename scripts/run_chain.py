@@ -6,7 +6,7 @@ from slicepick.joblog import start_job
 from slicepick.rounds import run_chain
 
 start_job(snakemake.log[0], snakemake.threads)
-extra = {name: path for name, path in snakemake.input.items() if name in ("vae", "latents")}
+extra = {name: path for name, path in snakemake.input.items() if name in ("vae", "latents", "ranking")}
 shared = snakemake.input.get("start_model")
 run_chain(snakemake.input.store, Path(snakemake.output[0]).parent.parent, rounds=len(snakemake.params.schedule),
           shared_start_dir=Path(shared).parent if shared else None, dataset=snakemake.params.dataset,

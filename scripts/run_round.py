@@ -5,7 +5,7 @@ from slicepick.joblog import start_job
 from slicepick.rounds import run_round
 
 start_job(snakemake.log[0], snakemake.threads)
-extra = {name: path for name, path in snakemake.input.items() if name in ("vae", "latents")}
+extra = {name: path for name, path in snakemake.input.items() if name in ("vae", "latents", "ranking")}
 previous = snakemake.input.get("previous_model")
 run_round(snakemake.input.store, Path(snakemake.output.model).parent,
           previous_dir=Path(previous).parent if previous else None,

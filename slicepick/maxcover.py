@@ -13,6 +13,9 @@ unchanged and makes F(empty set) = 0, the condition of the guarantee.
 Gains only shrink as S grows, so the greedy loop is lazy (a heap of stale upper bounds, a
 candidate is re-scored only when it reaches the top): the same choices as re-scoring every
 candidate at every step, much faster when many are chosen (ClsMC ranks whole clusters).
+
+Memory: ``greedy_max_cover_rows`` computes similarity rows on demand, block by block, so a
+universe of tens of thousands never needs its square matrix (ClsMC at BraTS scale).
 """
 from __future__ import annotations
 
@@ -42,22 +45,37 @@ def greedy_max_cover(similarity: np.ndarray, k: int) -> list[int]:
     sim = np.asarray(similarity)
     if sim.ndim != 2:
         raise ValueError(f"similarity must be (n_candidates, n_universe), got shape {sim.shape}")
-    n = sim.shape[0]
-    if not 0 <= k <= n:
-        raise ValueError(f"cannot choose {k} of {n} candidates")
+    return greedy_max_cover_rows(lambda idx: sim[idx], sim.shape[0], k)
+
+
+def greedy_max_cover_rows(rows, n_candidates: int, k: int, chunk_elements: int = 4_000_000) -> list[int]:
+    """``greedy_max_cover`` with the similarity rows made on demand: ``rows(indices)`` returns
+    the (len(indices), n_universe) block of those candidates.
+
+    Memory is one block of at most ``chunk_elements`` values and a few universe-long vectors,
+    never the (n_candidates, n_universe) matrix: ClsMC ranks clusters of thousands of latents.
+    The choices are those of ``greedy_max_cover`` on the full matrix (same arithmetic per row).
+    """
+    if not 0 <= k <= n_candidates:
+        raise ValueError(f"cannot choose {k} of {n_candidates} candidates")
     if k == 0:
         return []
-    covered = np.full(sim.shape[1], sim.min(), dtype=sim.dtype)  # the shift: F(empty) = 0
-    heap = [(-float(g), i) for i, g in enumerate(_gains(sim, covered))]
+    first = np.asarray(rows(np.arange(1)))
+    step = max(1, chunk_elements // max(1, first.shape[1]))
+    blocks = [np.arange(i, min(i + step, n_candidates)) for i in range(0, n_candidates, step)]
+    low = min(np.asarray(rows(b)).min() for b in blocks)  # the shift: F(empty) = 0
+    covered = np.full(first.shape[1], low, dtype=first.dtype)
+    gains = np.concatenate([_gains(np.asarray(rows(b)), covered) for b in blocks])
+    heap = [(-float(g), i) for i, g in enumerate(gains)]
     heapq.heapify(heap)
-    scored_at = np.zeros(n, dtype=int)  # how many were chosen when each bound was computed
+    scored_at = np.zeros(n_candidates, dtype=int)  # how many were chosen when each bound was computed
     chosen: list[int] = []
     while len(chosen) < k:
         neg_gain, i = heapq.heappop(heap)
         if scored_at[i] == len(chosen):  # fresh: no other candidate can beat (gain, -index)
             chosen.append(i)
-            covered = np.maximum(covered, sim[i])
+            covered = np.maximum(covered, np.asarray(rows(np.array([i])))[0])
         else:
             scored_at[i] = len(chosen)
-            heapq.heappush(heap, (-float(_gains(sim[i:i + 1], covered)[0]), i))
+            heapq.heappush(heap, (-float(_gains(np.asarray(rows(np.array([i]))), covered)[0]), i))
     return chosen

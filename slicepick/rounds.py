@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from slicepick.data.store import SliceStore
+from slicepick.joblog import mark_useful_start
 from slicepick.models import load_model, pick_device, save_model, unet_spec
 from slicepick.seeding import rng_for, stream_seed
 from slicepick.strategies import get_strategy, module_name
@@ -215,7 +216,8 @@ def suggest_next(store_dir, model_path, selection_csv, out_csv, *, method: str, 
     unannotated = np.setdiff1d(pool, annotated)
     last_added = selection.loc[selection.round_added == selection.round_added.max(), "sample_id"].to_numpy()
     k = budget_sizes(schedule, len(pool))[round_index + 1] - len(annotated)
-    log.info("first useful step: %s suggests %d samples from %d candidates", method, max(k, 0), len(unannotated))
+    mark_useful_start(log)
+    log.info("%s suggests %d samples from %d candidates", method, max(k, 0), len(unannotated))
     model = None
     if getattr(strategy, "USES_MODEL", True):
         model, _ = load_model(model_path, dev)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss
 
+from slicepick.joblog import mark_useful_start
 from slicepick.models import build_seeded, load_model
 from slicepick.seeding import stream_seed
 
@@ -218,7 +219,7 @@ def train_segmentation(model: torch.nn.Module, store, sample_ids, cfg: TrainConf
             if cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
             if first_step:
-                log.info("first useful step")
+                mark_useful_start(log)
                 first_step = False
             optimiser.zero_grad(set_to_none=True)
             with autocast:
@@ -252,14 +253,14 @@ def train_segmentation(model: torch.nn.Module, store, sample_ids, cfg: TrainConf
     return history
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_classes(model: torch.nn.Module, store, sample_ids, device, batch_size: int = 64) -> np.ndarray:
     """Argmax class map ``(N, H, W)`` for the given samples, in order."""
     model.eval()
     out = []
     for i in range(0, len(sample_ids), batch_size):
         ids = np.asarray(sample_ids[i:i + batch_size])
-        images = torch.as_tensor(np.array(store.images[ids]), device=device)
+        images = torch.as_tensor(store.read_images(ids), device=device)
         out.append(model(images).argmax(1).cpu().numpy().astype(np.uint8))
     return np.concatenate(out) if out else np.zeros((0,) + store.labels.shape[1:], np.uint8)
 

@@ -64,7 +64,7 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout: int = 900,
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout: int = 1800,
               check: bool = True, repo: Path = REPO) -> subprocess.CompletedProcess:
     """Run the workflow of ``repo`` (and its library) in ``workdir`` (outputs stay there), as a user would."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),

@@ -6,7 +6,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from slicepick.maxcover import coverage, greedy_max_cover
+from slicepick.maxcover import coverage, greedy_max_cover, greedy_max_cover_rows
 
 # Rows: candidates, columns: universe. Row sums 4, 4, 6, 4 -> candidate 2 first; covered then
 # (0, 3, 3, 0): gains 4, 2, -, 2 -> candidate 0; covered (3, 3, 3, 1): gains 0 and 0 -> the lower
@@ -55,6 +55,21 @@ def test_greedy_reaches_one_minus_one_over_e_of_the_optimum(seed):
         assert got >= (1 - 1 / np.e) * best - 1e-12
         if k == 1:
             assert got == pytest.approx(best)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rows_on_demand_in_small_blocks_choose_as_the_full_matrix(seed):
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 20, size=(40, 2))
+    sim = -np.abs(points[:, None] - points[None]).sum(-1).astype(float)  # integers: exact sums, exact ties
+    asked = []
+
+    def rows(idx):
+        asked.append(len(idx))
+        return sim[idx]
+
+    assert greedy_max_cover_rows(rows, 40, 40, chunk_elements=100) == naive_greedy(sim, 40)
+    assert max(asked) * sim.shape[1] <= 120  # blocks of 2 rows of 40: the matrix is never asked for at once
 
 
 def test_rejects_bad_requests():

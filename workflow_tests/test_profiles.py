@@ -56,3 +56,22 @@ def test_bare_profile_name_resolves_from_the_repository_root():
 def test_local_profile_plans_the_workflow():
     out = dry_run("--profile", "profiles/local")
     assert "rule run_chain:" in out and "rule train_start:" in out
+
+
+def test_chain_profile_differs_from_slurm_only_in_its_groups():
+    chain = yaml.safe_load((REPO / "profiles" / "slurm-chain" / "config.yaml").read_text())
+    assert {k: v for k, v in chain.items() if k != "groups"} == {k: v for k, v in SLURM.items() if k != "groups"}
+    assert set(chain["groups"]) == set(SLURM["groups"])  # the same rules, grouped by (method, seed) only
+    assert all("{round}" not in name for name in chain["groups"].values())
+
+
+def test_chain_profile_submits_one_job_per_method_and_seed():
+    out = dry_run("--profile", "profiles/slurm-chain", "--config", "chain_rounds=False")
+    config = yaml.safe_load((REPO / "workflow_tests" / "config_tiny.yaml").read_text())
+    chains = {f"{m}-seed{s}" for m in config["methods"] for s in config["seeds"]}
+    chains |= {f"start-seed{s}" for s in config["seeds"]}  # the shared round 0 of each seed
+    groups = re.findall(r"Group job (\S+) \(jobs", out)
+    assert sorted(groups) == sorted(chains)  # each chain once: every round of a method and seed in one submission
+    random_chain = out.split("Group job random-seed0 (jobs")[1].split("Group job")[0]
+    rounds = re.findall(r"output: \S+/runs/random/seed0/round(\d+)/model.pt", random_chain)
+    assert sorted(set(rounds)) == [str(k) for k in range(len(config["schedule"]))], random_chain

@@ -96,3 +96,11 @@ def test_bad_label_leaves_no_output(tmp_path, tiny_raw):
         prepare_dataset(cases, tmp_path / "out", modalities=MODS, label_values=[0, 1, 2], regions={"WT": [1, 2]},
                         test_fraction=0.25, split_seed=0)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+def test_read_images_equals_the_memory_map(tiny_store):
+    ids = np.array([5, 0, 5, len(tiny_store.images) - 1])
+    assert np.array_equal(tiny_store.read_images(ids), np.array(tiny_store.images[ids]))
+    assert tiny_store.read_images([]).shape == (0, *tiny_store.images.shape[1:])
+    with pytest.raises(IndexError, match="outside the store"):
+        tiny_store.read_images([len(tiny_store.images)])

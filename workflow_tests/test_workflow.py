@@ -213,7 +213,7 @@ def test_moved_run_plans_nothing_and_reruns_one_edited_method(two_runs, tmp_path
     module.write_text(module.read_text() + "\n# an edit after the move\n")
     jobs = planned_jobs(snakemake(moved, "-n", repo=moved))
     assert {m for _, m in jobs if m is not None} == {"random"}, jobs
-    assert {r for r, m in jobs if m is None} == {"aggregate", "paper_tables", "all"}, jobs
+    assert {r for r, m in jobs if m is None} == {"aggregate", "paper_tables", "selection_stats", "all"}, jobs
 
 
 def test_lint_is_clean(tmp_path):

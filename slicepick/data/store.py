@@ -5,6 +5,7 @@ Imports neither torch nor MONAI, so table and figure jobs that read the store st
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,21 @@ class SliceStore:
     def pool_ids(self) -> np.ndarray:
         """Sample ids of every slice of the training cases: the pool annotation draws from."""
         return self.index.loc[self.index.subset == "train", "sample_id"].to_numpy()
+
+    def read_images(self, sample_ids) -> np.ndarray:
+        """Copies of the images of ``sample_ids`` (B, C, H, W), read from the file, not through the
+        memory map: a scan of the whole pool (oracle, DAL, LL) would otherwise leave every page it
+        touched in this process's resident memory (1.3 GB at 36,000 slices of 4 x 48 x 48)."""
+        sample_ids = np.asarray(sample_ids, dtype=np.int64)
+        out = np.empty((len(sample_ids), *self.images.shape[1:]), dtype=np.float32)
+        size = out[0].nbytes if len(out) else 0
+        with open(self.folder / "images.f32", "rb", buffering=0) as f:
+            for row, sid in zip(out, sample_ids):
+                if not 0 <= sid < len(self.images):
+                    raise IndexError(f"sample id {sid} outside the store of {len(self.images)} slices")
+                if os.preadv(f.fileno(), [memoryview(row).cast("B")], int(sid) * size) != size:
+                    raise OSError(f"{self.folder / 'images.f32'}: short read at sample {sid}")
+        return out
 
     def case_ids(self, subset: str) -> list[str]:
         return sorted(self.index.loc[self.index.subset == subset, "case"].unique())

@@ -21,7 +21,9 @@ Choice
     of them by greedy max-cover of the whole unannotated set (``maxcover``), until k are chosen
     (paper: 20 candidates, 10 chosen per step). A last, smaller step keeps the same ratio of
     candidates to choices (3 to choose of ceil(3 * 20 / 10) = 6). Each step's max-cover starts
-    afresh, as in the paper's repeated runs.
+    afresh, as in the paper's repeated runs. Memory: a step's similarity is candidates x
+    unannotated (20 x 36,000 at BraTS scale), never unannotated x unannotated; the pool is scored
+    in batches under ``torch.inference_mode``.
 
 Training: ``train_round`` (the round loop calls it instead of the plain U-Net step).
 Training losses of all members go to one train_log.csv, with a ``member`` column.
@@ -87,7 +89,7 @@ def _captured(module: torch.nn.Module):
         handle.remove()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def member_outputs(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of a BasicUNet over ``images`` (B, C, H, W): its softmax output (B, n_classes, H, W) and
     its bottleneck feature, the channel-wise spatial mean of ``down_4`` (B, F)."""
@@ -97,13 +99,13 @@ def member_outputs(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.
     return probabilities, out[0].flatten(2).mean(2)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ensemble_scores(ensemble: EnsembleMean, store, sample_ids, device, batch_size: int = 64):
     """Uncertainty (N,) and member-averaged bottleneck feature (N, F) of the given samples, in order."""
     uncertainty, features = [], []
     for start in range(0, len(sample_ids), batch_size):
         ids = np.asarray(sample_ids[start:start + batch_size])
-        images = torch.as_tensor(np.array(store.images[ids]), device=device)
+        images = torch.as_tensor(store.read_images(ids), device=device)
         probs, feats = zip(*(member_outputs(member, images) for member in ensemble.members))
         uncertainty.append(ensemble_uncertainty(torch.stack(probs)).cpu())
         features.append(torch.stack(feats).mean(0).cpu())

@@ -160,14 +160,14 @@ def train_round(store, sample_ids, previous_model, spec: dict, cfg: TrainConfig,
     return model, model_spec
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predicted_losses(model: UNetWithLossHead, store, sample_ids, device, batch_size: int = 64) -> np.ndarray:
     """The head's predicted loss for each sample id, in order."""
     model.eval()
     out = []
     for start in range(0, len(sample_ids), batch_size):
         ids = np.asarray(sample_ids[start:start + batch_size])
-        out.append(model.predicted_loss(torch.as_tensor(np.array(store.images[ids]), device=device)).cpu())
+        out.append(model.predicted_loss(torch.as_tensor(store.read_images(ids), device=device)).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 

@@ -27,14 +27,20 @@ except ConfigError as _err:
 validate(config, "config/schema.yaml")  # fills in the schema's defaults
 
 
-include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/vae.smk"
-include: "rules/rounds.smk"
-include: "rules/report.smk"
+# mode: annotate (config/annotate.yaml) - rounds on a team's own unlabelled volumes; otherwise the simulation.
+if config["mode"] == "annotate":
 
+    include: "rules/annotate.smk"
 
-rule all:
-    input:
-        final_outputs(),
-    default_target: True
+else:
+
+    include: "rules/common.smk"
+    include: "rules/data.smk"
+    include: "rules/vae.smk"
+    include: "rules/rounds.smk"
+    include: "rules/report.smk"
+
+    rule all:
+        input:
+            final_outputs(),
+        default_target: True

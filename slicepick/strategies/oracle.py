@@ -14,6 +14,8 @@ from monai.networks.utils import one_hot
 from slicepick.strategies.base import SuggestionContext, check_request
 from slicepick.training import predict_classes
 
+NEEDS_GROUND_TRUTH = True  # the labels of unannotated samples: simulation only, refused by annotate mode
+
 
 def per_sample_dice(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> np.ndarray:
     """Mean foreground Dice per sample; pred and ref are (N, H, W) class maps."""

@@ -32,6 +32,12 @@ if config["mode"] == "annotate":
 
     include: "rules/annotate.smk"
 
+    # the default target here: an included file's default_target does not count
+    rule annotate:
+        input:
+            LATEST,
+        default_target: True
+
 else:
 
     include: "rules/common.smk"

@@ -32,16 +32,18 @@ try:
 except DatasetError as _err:
     sys.exit(str(_err))
 
+try:  # the store is remade when volumes are added or removed (its job reports an unreadable data_root)
+    IMAGE_CASES = sorted(c.case_id for c in annotate_cases(config["data_root"], config["dataset"]))
+except DatasetError:
+    IMAGE_CASES = None
+
 ROUND_DIR = f"{SUGGESTIONS}/round{ROUND}"
 LATEST = f"{SUGGESTIONS}/latest"
 
 
-def annotate_method_inputs(wildcards):
-    """The VAE and its latents, for methods on the latent space (GGS, ClsMC)."""
-    if not declared(AMODULE, "INPUTS"):
-        return {}
-    z = f"{ADS}/annotate/vae/z{AMETHOD_CFG['latent_dim']}"
-    return {"vae": f"{z}/model.pt", "latents": f"{z}/latents.npy"}
+# The VAE and its latents, for methods on the latent space (GGS, ClsMC).
+_Z = f"{ADS}/annotate/vae/z{AMETHOD_CFG.get('latent_dim')}"
+ROUND_INPUTS = {"vae": f"{_Z}/model.pt", "latents": f"{_Z}/latents.npy"} if declared(AMODULE, "INPUTS") else {}
 
 
 rule annotate_prepare:
@@ -51,6 +53,7 @@ rule annotate_prepare:
         data_root=config["data_root"],
         dataset=config["dataset"],
         axis=ANNOTATE["axis"],
+        cases=IMAGE_CASES,
     conda:
         "../envs/torch.yaml"
     log:
@@ -75,6 +78,7 @@ rule annotate_vae:
     params:
         vae=config["vae"],
         device=config["training"]["device"],
+    threads: 4
     conda:
         "../envs/torch.yaml"
     log:
@@ -91,20 +95,21 @@ if ROUND_DUE:
 
     rule annotate_round:
         input:
-            unpack(annotate_method_inputs),
+            **ROUND_INPUTS,
             store=ASTORE,
             module=str(module_path(AMODULE)),
         output:
             directory(ROUND_DIR),
         params:
             annotations_root=config["annotations_root"],
-            suggestions=SUGGESTIONS,
+            suggestions=lambda w, output: str(Path(output[0]).parent),
             round_index=ROUND,
             method=AMETHOD,
             method_cfg=AMETHOD_CFG,
             annotate=ANNOTATE,
             unet_features=config["unet"].get("features", [32, 64, 128, 256, 512, 32]),
             training=config["training"],
+        threads: 4
         conda:
             "../envs/torch.yaml"
         log:
@@ -123,18 +128,14 @@ if ROUND_DUE or not Path(LATEST).is_dir():
         output:
             directory(LATEST),
         localrule: True
+        conda:
+            "../envs/torch.yaml"
         log:
             f"{ALOGS}/latest.log",
         benchmark:
             f"{ABENCH}/latest.tsv"
         script:
             "../scripts/annotate_latest.py"
-
-
-rule annotate:
-    input:
-        LATEST,
-    default_target: True
 
 
 rule plan:

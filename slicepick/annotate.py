@@ -251,7 +251,7 @@ def contact_sheet(store: SliceStore, plan: pd.DataFrame, sample_of: dict, out_pn
     n = len(plan)
     cols = max(1, min(5, n))
     rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows + 0.6), squeeze=False, layout="constrained")
     colours = plt.get_cmap("tab10")
     grey = plt.get_cmap("gray").with_extremes(bad="black")
     predictions = {}
@@ -271,8 +271,8 @@ def contact_sheet(store: SliceStore, plan: pd.DataFrame, sample_of: dict, out_pn
         inside = image[image != 0]  # z-scored inside the body, 0 outside: shown black
         vmin, vmax = np.percentile(inside, [1, 99]) if inside.size else (-1.0, 1.0)
         ax.imshow(np.ma.masked_equal(image, 0), cmap=grey, vmin=vmin, vmax=vmax, interpolation="nearest")
-        if sid in predictions:
-            pred = display_view(_crop(predictions[sid], meta), affine, axis)
+        if sid in predictions:  # inside the body only: outside it is padding and background
+            pred = np.where(image != 0, display_view(_crop(predictions[sid], meta), affine, axis), 0)
             for c in range(1, n_classes):
                 if (pred == c).any():
                     ax.contour(pred == c, levels=[0.5], colors=[colours((c - 1) % 10)], linewidths=1.0)
@@ -285,10 +285,9 @@ def contact_sheet(store: SliceStore, plan: pd.DataFrame, sample_of: dict, out_pn
         ax.axis("off")
     if predictions and label_names:
         handles = [plt.Line2D([], [], color=colours((c - 1) % 10)) for c in range(1, n_classes)]
-        fig.legend(handles, label_names[1:], loc="lower center", ncol=min(6, n_classes - 1), fontsize=8,
-                   title="current model's prediction", title_fontsize=8)
+        fig.legend(handles, label_names[1:], loc="outside lower center", ncol=min(6, n_classes - 1), fontsize=8,
+                   title="current model's prediction (label value)", title_fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 if predictions else 0, 1, 0.95))
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
 

@@ -34,8 +34,7 @@ def annotate_cases(data_root, dataset_cfg: dict) -> list:
     """The image cases of ``data_root`` (labels, if the layout has any, are not read)."""
     layout = "brats" if dataset_cfg["layout"] == "synthetic" else dataset_cfg["layout"]
     ds = resolve_dataset(layout, data_root, dataset_cfg)
-    cases = find_cases(layout, data_root, ds)
-    return [type(c)(c.case_id, c.images, None) for c in cases]
+    return find_cases(layout, data_root, ds, labels=False)
 
 
 def annotation_files(annotations_root) -> dict[str, Path]:

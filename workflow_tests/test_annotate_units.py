@@ -95,3 +95,35 @@ def test_annotate_config_is_valid_and_refuses_methods_that_need_ground_truth():
         check_config(_annotate_config(ignore_value=1), SCHEMA)
     with pytest.raises(ConfigError, match="annotate.method: unknown method 'gsg'"):
         check_config(_annotate_config(method="gsg"), SCHEMA)
+
+
+def test_annotate_store_keeps_the_files_voxel_order_and_reads_msd_images_without_labels(tmp_path):
+    """An MSD folder with imagesTr/ only; the store's (case, z) along axis 0 is the file's own slice."""
+    import json
+
+    from slicepick.annotate import prepare_annotate_store
+    from slicepick.annotation_state import annotate_cases
+    from slicepick.data.prepare import SliceStore, zscore_in_mask
+
+    root = tmp_path / "msd"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1},
+                                                  "file_ending": ".nii.gz"}))
+    rng = np.random.default_rng(0)
+    volumes = {}
+    for cid in ("p1", "p2"):
+        vol = np.zeros((7, 20, 18), np.float32)
+        vol[1:6, 3:17, 2:15] = rng.uniform(1, 5, (5, 14, 13))  # slices 0 and 6 along axis 0 are blank
+        nib.save(nib.Nifti1Image(vol, np.diag([-1.5, -1.0, 3.0, 1])), root / "imagesTr" / f"{cid}_0000.nii.gz")
+        volumes[cid] = vol
+    cases = annotate_cases(root, {"layout": "msd"})
+    assert [c.case_id for c in cases] == ["p1", "p2"] and all(c.label is None for c in cases)
+    prepare_annotate_store(root, {"layout": "msd"}, 0, tmp_path / "store")
+    store = SliceStore(tmp_path / "store")
+    assert store.meta["axis"] == 0 and store.meta["raw_label_values"] == [0, 1]
+    assert store.images.shape == (10, 1, 32, 32) and sorted(store.index.z.unique()) == [1, 2, 3, 4, 5]
+    for sid, case, z in zip(store.index.sample_id, store.index.case, store.index.z):
+        (px, _), (py, _) = store.meta["cases"][case]["pad"]
+        expected = zscore_in_mask(volumes[case])[z]
+        assert np.allclose(store.images[sid, 0, px:px + 20, py:py + 18], expected, atol=1e-5)
+    assert not store.labels.any()

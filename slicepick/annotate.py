@@ -39,7 +39,7 @@ from slicepick.data.prepare import (PAD_MULTIPLE, SliceStore, _case_slices, _pad
                                     nonblank_range)
 from slicepick.data.readers import DatasetError, open_volume, resolve_dataset  # noqa: E402
 from slicepick.data.validate import check_case  # noqa: E402
-from slicepick.models import load_model, pick_device, save_model, unet_spec  # noqa: E402
+from slicepick.models import pick_device, save_model, unet_spec  # noqa: E402
 from slicepick.seeding import rng_for, stream_seed  # noqa: E402
 from slicepick.strategies import get_strategy, module_name  # noqa: E402
 from slicepick.strategies.base import SuggestionContext  # noqa: E402
@@ -517,7 +517,8 @@ def run_round(*, store_dir, annotations_root, suggestions_dir, round_index: int,
     if model is not None and keys:
         score = prediction_entropy(model, store, [sample_of[k] for k in keys], dev).round(5)
     plan = pd.DataFrame({"case": [k[0] for k in keys], "axis": axis, "slice": [k[1] for k in keys],
-                         "rank": np.arange(1, len(keys) + 1), "method": [CARRIED] * len(carried) + [label] * len(new_keys),
+                         "rank": np.arange(1, len(keys) + 1),
+                         "method": [CARRIED] * len(carried) + [label] * len(new_keys),
                          "score": score})
     annotated_csv = pd.DataFrame(sorted(annotated), columns=["case", "slice"]).to_csv(index=False)
     write_plan_folder(out_dir, plan, store, annotations=files, raw_values=raw_values, ignore_value=ignore_value,
@@ -534,7 +535,8 @@ def run_plan(*, store_dir, out_dir, budget, plan_cfg: dict, annotate_cfg: dict) 
     store = SliceStore(store_dir)
     free = {c: g.z.to_numpy() for c, g in store.index.groupby("case")}
     keys = fixed_interval(free, int(budget), rng=rng_for(int(plan_cfg.get("seed", 0)), "plan"),
-                          n_volumes=plan_cfg.get("n_volumes"), slices_per_volume=int(plan_cfg.get("slices_per_volume", 3)),
+                          n_volumes=plan_cfg.get("n_volumes"),
+                          slices_per_volume=int(plan_cfg.get("slices_per_volume", 3)),
                           selection=plan_cfg.get("selection", "fixed_interval"))
     plan = pd.DataFrame({"case": [k[0] for k in keys], "axis": store.meta["axis"], "slice": [k[1] for k in keys],
                          "rank": np.arange(1, len(keys) + 1), "method": plan_cfg.get("selection", "fixed_interval"),

@@ -6,7 +6,6 @@ The data and annotations folders are made read-only, and their checksums and mod
 are compared before and after every run (tests run as root, whom chmod does not stop).
 """
 import hashlib
-import os
 import shutil
 import stat
 from pathlib import Path

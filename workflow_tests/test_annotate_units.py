@@ -107,8 +107,8 @@ def test_annotate_store_keeps_the_files_voxel_order_and_reads_msd_images_without
 
     root = tmp_path / "msd"
     (root / "imagesTr").mkdir(parents=True)
-    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1},
-                                                  "file_ending": ".nii.gz"}))
+    desc = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}, "file_ending": ".nii.gz"}
+    (root / "dataset.json").write_text(json.dumps(desc))
     rng = np.random.default_rng(0)
     volumes = {}
     for cid in ("p1", "p2"):

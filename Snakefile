@@ -30,14 +30,26 @@ validate(config, "config/schema.yaml")  # fills in the schema's defaults
 report: "docs/report/workflow.rst"
 
 
-include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/vae.smk"
-include: "rules/rounds.smk"
-include: "rules/report.smk"
+# mode: annotate (config/annotate.yaml) - rounds on a team's own unlabelled volumes; otherwise the simulation.
+if config["mode"] == "annotate":
 
+    include: "rules/annotate.smk"
 
-rule all:
-    input:
-        final_outputs(),
-    default_target: True
+    # the default target here: an included file's default_target does not count
+    rule annotate:
+        input:
+            LATEST,
+        default_target: True
+
+else:
+
+    include: "rules/common.smk"
+    include: "rules/data.smk"
+    include: "rules/vae.smk"
+    include: "rules/rounds.smk"
+    include: "rules/report.smk"
+
+    rule all:
+        input:
+            final_outputs(),
+        default_target: True

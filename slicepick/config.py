@@ -60,11 +60,39 @@ def semantic_errors(config: dict) -> list[str]:
         if budget is not None and not any(abs(budget - f) < 1e-9 for f in schedule):
             lines.append(f"config: {where}: {budget} is not an entry of schedule {schedule}")
     dataset = config.get("dataset", {})
+    if config.get("mode") == "annotate":
+        lines += annotate_errors(config, known)
     values = set(dataset.get("label_values", []))
     for region, labels in (dataset.get("regions") or {}).items():
         missing = sorted(set(labels) - values)
         if missing:
             lines.append(f"config: dataset.regions.{region}: label values {missing} are not in dataset.label_values")
+    return lines
+
+
+def annotate_errors(config: dict, known: list[str]) -> list[str]:
+    """Annotate mode: a method that needs no ground truth, an ignore value outside the label set."""
+    lines = []
+    annotate = config.get("annotate") or {}
+    method = annotate.get("method", "ggs")
+    block = (config.get("methods") or {}).get(method)
+    name = module_name(method, block)
+    usable = [m for m in known if not declared(m, "NEEDS_GROUND_TRUTH", False)]
+    if name not in known:
+        lines.append(f"config: annotate.method: unknown method '{method}' (available: {', '.join(usable)})")
+    elif declared(name, "NEEDS_GROUND_TRUTH", False):
+        lines.append(f"config: annotate.method: '{method}' needs the ground truth of unannotated slices, which "
+                     f"annotate mode does not have (use one of: {', '.join(usable)})")
+    dataset = config.get("dataset", {})
+    ignore = annotate.get("ignore_value", 255)
+    raw = set(dataset.get("label_values") or [])
+    for group in (dataset.get("label_groups") or {}).values():
+        raw.update(group)
+    if ignore in raw:
+        lines.append(f"config: annotate.ignore_value: {ignore} is a label value; the ignore value marks voxels not "
+                     "annotated yet and must be outside the label set")
+    if dataset.get("resize"):
+        lines.append("config: dataset.resize: not supported in annotate mode (slices keep the image's grid)")
     return lines
 
 

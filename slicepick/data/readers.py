@@ -193,27 +193,31 @@ def _strip_ending(name: str) -> str:
     return name
 
 
-def find_msd_cases(data_root: str | Path) -> list[CaseFiles]:
+def find_msd_cases(data_root: str | Path, labels: bool = True) -> list[CaseFiles]:
     """MSD / nnU-Net layout: ``imagesTr/<case>_<XXXX><ending>`` and ``labelsTr/<case><ending>``.
 
     Cases are the union of label files, channel files and the ``training`` list of dataset.json,
     so that a case missing a channel or its label is reported rather than silently left out.
+    ``labels=False`` (annotate mode): images only, ``labelsTr/`` may be absent.
     """
     root = _data_folder(data_root)
     desc = read_dataset_json(root)
     file_ending, training_ids, n_channels = desc["file_ending"], desc["training"], len(desc["modalities"])
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
-    for folder in (images_dir, labels_dir):
+    for folder in (images_dir, labels_dir) if labels else (images_dir,):
         if not folder.is_dir():
             raise DatasetError(f"data_root {root}: {folder.name}/ missing (MSD / nnU-Net layout)")
+    if not labels:
+        training_ids = None  # dataset.json's list names labelled cases; the images are the cases here
     channel = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})" + re.escape(file_ending) + "$")
     ids = set(training_ids or [])
     for path in images_dir.iterdir():
         match = channel.match(path.name)
         if match and _visible(path):
             ids.add(match["case"])
-    ids.update(path.name[: -len(file_ending)] for path in labels_dir.iterdir()
-               if _visible(path) and path.name.endswith(file_ending))
+    if labels:
+        ids.update(path.name[: -len(file_ending)] for path in labels_dir.iterdir()
+                   if _visible(path) and path.name.endswith(file_ending))
     if not ids:
         raise DatasetError(f"data_root {root}: empty dataset, no cases in imagesTr/ or labelsTr/ "
                            f"(expected imagesTr/<case>_0000{file_ending} and labelsTr/<case>{file_ending})")
@@ -222,7 +226,8 @@ def find_msd_cases(data_root: str | Path) -> list[CaseFiles]:
     cases = []
     for cid in sorted(ids):
         images = tuple(images_dir / f"{cid}_{c:04d}{file_ending}" for c in range(n_channels))
-        cases.extend([CaseFiles(cid, images, labels_dir / f"{cid}{file_ending}")] * max(1, listed[cid]))
+        label = labels_dir / f"{cid}{file_ending}" if labels else None
+        cases.extend([CaseFiles(cid, images, label)] * max(1, listed[cid]))
     return cases
 
 
@@ -314,14 +319,23 @@ def resolve_dataset(layout: str, data_root: str | Path, dataset_cfg: dict) -> di
 LAYOUTS = ("brats", "msd", "pairs")
 
 
-def find_cases(layout: str, data_root: str | Path, dataset_cfg: dict) -> list[CaseFiles]:
-    """The cases of ``data_root`` in ``layout`` (MSD: channels from dataset.json)."""
+def find_cases(layout: str, data_root: str | Path, dataset_cfg: dict, labels: bool = True) -> list[CaseFiles]:
+    """The cases of ``data_root`` in ``layout`` (MSD: channels from dataset.json).
+
+    ``labels=False`` (annotate mode): the images only; every case's ``label`` is None.
+    """
     if layout not in LAYOUTS:
         raise DatasetError(f"dataset.layout '{layout}' is not one of {list(LAYOUTS)}")
+    if not labels:
+        return [CaseFiles(c.case_id, c.images, None) for c in _find_cases(layout, data_root, dataset_cfg, False)]
+    return _find_cases(layout, data_root, dataset_cfg, True)
+
+
+def _find_cases(layout: str, data_root, dataset_cfg: dict, labels: bool) -> list[CaseFiles]:
     if layout == "brats":
         return find_brats_cases(data_root, dataset_cfg["modalities"])
     if layout == "msd":
-        return find_msd_cases(data_root)
+        return find_msd_cases(data_root, labels)
     pairs = dataset_cfg["pairs"]
     return find_pair_cases(data_root, dataset_cfg["modalities"], pairs["images"], pairs["labels"])
 

@@ -56,7 +56,9 @@ def check_case(case: CaseFiles, modalities, raw_values) -> list[Problem]:
     problems: list[Problem] = []
     declared = set(int(v) for v in raw_values)
     reference = None  # (path, shape, affine) of the case's first readable file
-    files = [(m, path) for m, path in zip(modalities, case.images)] + [(None, case.label)]
+    files = [(m, path) for m, path in zip(modalities, case.images)]
+    if case.label is not None:  # None: images only (annotate mode reads no labels)
+        files.append((None, case.label))
     for modality, path in files:
         kind = "label" if modality is None else f"image ({modality})"
 

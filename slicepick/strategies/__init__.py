@@ -7,6 +7,7 @@ annotate next, chosen among ``ctx.unannotated``. Optional module attributes:
 ``initial_selection(ctx, n)``    a round-0 set other than the shared seeded random start
 ``USES_MODEL = False``           ``suggest`` does not need the current segmentation model
 ``train_round(...)``             a method's own training step (DAL's ensemble, LL's head)
+``NEEDS_GROUND_TRUTH = True``    it reads labels of unannotated samples (oracle, full): refused in annotate mode
 
 A config block under ``methods:`` names the method; ``module:`` picks a module other than the
 block's name, so ablations are config variants of one module (``ggs_z10: {module: ggs, ...}``).

@@ -7,6 +7,7 @@ from slicepick.strategies.base import SuggestionContext
 
 SINGLE_ROUND = True
 USES_MODEL = False
+NEEDS_GROUND_TRUTH = True  # the whole pool's labels: simulation only, refused by annotate mode
 
 
 def initial_selection(ctx: SuggestionContext, n: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from slicepick.strategies.base import SuggestionContext, check_request
 from slicepick.training import predict_classes
 
 _BATCH = 256  # samples predicted and scored at a time
+NEEDS_GROUND_TRUTH = True  # the labels of unannotated samples: simulation only, refused by annotate mode
 
 
 def per_sample_dice(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> np.ndarray:

@@ -99,9 +99,9 @@ def synthesize_case(rng: np.random.Generator, shape=(48, 48, 40)):
 
     label = np.zeros(shape, np.uint8)
     # lesion size: from a few voxels to a third of the brain, small ones as likely as large ones
-    sizes = [np.exp(rng.uniform(np.log(0.05), np.log(0.3))) * min(shape[:2])]
+    sizes = [np.exp(rng.uniform(np.log(0.07), np.log(0.3))) * min(shape[:2])]
     if rng.random() < 0.35:
-        sizes.append(np.exp(rng.uniform(np.log(0.04), np.log(0.15))) * min(shape[:2]))
+        sizes.append(np.exp(rng.uniform(np.log(0.05), np.log(0.15))) * min(shape[:2]))
     contrast = np.zeros(shape, np.float32)  # how far each lesion voxel departs from its tissue: faint to full
     for size in sizes:
         edema, enhancing, necrotic = _lesion(rng, grid, shape, brain, centre, radii, size)
@@ -109,7 +109,7 @@ def synthesize_case(rng: np.random.Generator, shape=(48, 48, 40)):
         label[new] = 2
         label[enhancing] = 4
         label[necrotic] = 1
-        contrast[edema] = rng.uniform(0.35, 1.0)
+        contrast[edema] = rng.uniform(0.45, 1.0)
 
     mimic = np.zeros(shape, bool)
     for _ in range(rng.integers(0, 4)):

@@ -32,6 +32,7 @@ include: "rules/data.smk"
 include: "rules/vae.smk"
 include: "rules/rounds.smk"
 include: "rules/report.smk"
+include: "rules/allocation.smk"
 
 
 rule all:

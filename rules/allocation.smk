@@ -1,0 +1,152 @@
+# The budget-allocation study (second paper): `snakemake allocation`. Not part of the default target.
+# One planning job (checks the grid against the data, picks every cell's slices), one job per
+# (B, s, seed, model) that trains and evaluates every selection x interpolation, one aggregation.
+import sys
+
+from slicepick.allocation.grid import cells as allocation_cells
+
+ALLOC = f"{DS}/allocation"
+ALLOC_CFG = config.get("allocation")
+
+
+def allocation_seeds():
+    return ALLOC_CFG.get("seeds") or SEEDS
+
+
+def allocation_metrics():
+    return [
+        f"{ALLOC}/runs/B{b}_s{s}/seed{seed}/{model}/metrics.csv"
+        for b, s in allocation_cells(ALLOC_CFG)
+        for seed in allocation_seeds()
+        for model in ALLOC_CFG["models"]
+    ]
+
+
+def allocation_methods():
+    names = list(ALLOC_CFG["selections"])
+    if "ual" in names:
+        names += [f"ual_{a}" for a in ALLOC_CFG["ual_allocations"] if a != "equal"]
+    return names
+
+
+ALLOC_TABLES = ["selection", "interpolation", "allocation"]
+
+
+if ALLOC_CFG is None:
+    if "allocation" in (workflow.dag_settings.targets if hasattr(workflow, "dag_settings") else ()):
+        sys.exit("config: no allocation: block; copy the one of config.yaml (or use config/allocation_*.yaml)")
+else:
+
+    wildcard_constraints:
+        budget=r"\d+",
+        n_volumes=r"\d+",
+        model="2d|3d",
+
+    localrules:
+        allocation_aggregate,
+
+    rule allocation_plan:
+        input:
+            store=STORE,
+        output:
+            f"{ALLOC}/selections.csv",
+        params:
+            allocation=ALLOC_CFG,
+            seeds=allocation_seeds(),
+        conda:
+            "../envs/torch.yaml"
+        log:
+            f"{LOGS}/allocation/plan.log",
+        benchmark:
+            f"benchmarks/{DATASET}/allocation/plan.tsv"
+        script:
+            "../scripts/allocation_plan.py"
+
+    rule allocation_train:
+        input:
+            store=STORE,
+            selections=f"{ALLOC}/selections.csv",
+        output:
+            metrics=f"{ALLOC}/runs/B{{budget}}_s{{n_volumes}}/seed{{seed}}/{{model}}/metrics.csv",
+            log_csv=f"{ALLOC}/runs/B{{budget}}_s{{n_volumes}}/seed{{seed}}/{{model}}/train_log.csv",
+        params:
+            dataset=DATASET,
+            allocation=ALLOC_CFG,
+            unet=config["unet"],
+            training=config["training"],
+            hd_percentile=config["evaluation"]["hd_percentile"],
+        threads: config["training"].get("threads", 1)
+        conda:
+            "../envs/torch.yaml"
+        log:
+            f"{LOGS}/allocation/B{{budget}}_s{{n_volumes}}/seed{{seed}}/{{model}}.log",
+        benchmark:
+            f"benchmarks/{DATASET}/allocation/B{{budget}}_s{{n_volumes}}/seed{{seed}}/{{model}}.tsv"
+        script:
+            "../scripts/allocation_train.py"
+
+    rule allocation_aggregate:
+        input:
+            allocation_metrics(),
+        output:
+            metrics=f"{ALLOC}/metrics.csv",
+            heatmaps_png=report(
+                expand(f"{ALLOC}/figures/heatmap_{{model}}_{{method}}.png", model=ALLOC_CFG["models"],
+                       method=allocation_methods()),
+                category="Allocation study",
+            ),
+            heatmaps_pdf=expand(f"{ALLOC}/figures/heatmap_{{model}}_{{method}}.pdf", model=ALLOC_CFG["models"],
+                                method=allocation_methods()),
+            curves_png=report(
+                expand(f"{ALLOC}/figures/dice_vs_volumes_{{model}}.png", model=ALLOC_CFG["models"]),
+                category="Allocation study",
+            ),
+            curves_pdf=expand(f"{ALLOC}/figures/dice_vs_volumes_{{model}}.pdf", model=ALLOC_CFG["models"]),
+            tables_csv=report(
+                expand(f"{ALLOC}/tables/{{table}}.csv", table=ALLOC_TABLES),
+                category="Allocation study",
+            ),
+            tables_md=expand(f"{ALLOC}/tables/{{table}}.md", table=ALLOC_TABLES),
+            tables_tex=expand(f"{ALLOC}/tables/{{table}}.tex", table=ALLOC_TABLES),
+        params:
+            models=ALLOC_CFG["models"],
+            methods=allocation_methods(),
+        conda:
+            "../envs/report.yaml"
+        log:
+            f"{LOGS}/allocation/aggregate.log",
+        benchmark:
+            f"benchmarks/{DATASET}/allocation/aggregate.tsv"
+        script:
+            "../scripts/allocation_aggregate.py"
+
+    rule allocation:
+        input:
+            rules.allocation_aggregate.output,
+
+    rule allocation_nnunet_export:
+        input:
+            store=STORE,
+            selections=f"{ALLOC}/selections.csv",
+        output:
+            directory(f"{ALLOC}/nnunet_raw/B{{budget}}_s{{n_volumes}}/seed{{seed}}"),
+        params:
+            dataset=DATASET,
+            allocation=ALLOC_CFG,
+            seeds=allocation_seeds(),
+        conda:
+            "../envs/torch.yaml"
+        log:
+            f"{LOGS}/allocation/nnunet_B{{budget}}_s{{n_volumes}}_seed{{seed}}.log",
+        benchmark:
+            f"benchmarks/{DATASET}/allocation/nnunet_B{{budget}}_s{{n_volumes}}_seed{{seed}}.tsv"
+        script:
+            "../scripts/allocation_nnunet.py"
+
+    rule allocation_nnunet:
+        input:
+            [
+                f"{ALLOC}/nnunet_raw/B{b}_s{s}/seed{seed}"
+                for b, s in allocation_cells(ALLOC_CFG)
+                for seed in allocation_seeds()
+            ],

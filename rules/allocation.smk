@@ -1,40 +1,20 @@
 # The budget-allocation study (second paper): `snakemake allocation`. Not part of the default target.
 # One planning job (checks the grid against the data, picks every cell's slices), one job per
 # (B, s, seed, model) that trains and evaluates every selection x interpolation, one aggregation.
-import sys
-
-from slicepick.allocation.grid import cells as allocation_cells
-
-ALLOC = f"{DS}/allocation"
-ALLOC_CFG = config.get("allocation")
-
-
-def allocation_seeds():
-    return ALLOC_CFG.get("seeds") or SEEDS
-
-
-def allocation_metrics():
-    return [
-        f"{ALLOC}/runs/B{b}_s{s}/seed{seed}/{model}/metrics.csv"
-        for b, s in allocation_cells(ALLOC_CFG)
-        for seed in allocation_seeds()
-        for model in ALLOC_CFG["models"]
-    ]
-
-
-def allocation_methods():
-    names = list(ALLOC_CFG["selections"])
-    if "ual" in names:
-        names += [f"ual_{a}" for a in ALLOC_CFG["ual_allocations"] if a != "equal"]
-    return names
-
-
-ALLOC_TABLES = ["selection", "interpolation", "allocation"]
+include: "allocation_common.smk"
 
 
 if ALLOC_CFG is None:
-    if "allocation" in (workflow.dag_settings.targets if hasattr(workflow, "dag_settings") else ()):
-        sys.exit("config: no allocation: block; copy the one of config.yaml (or use config/allocation_*.yaml)")
+
+    localrules:
+        allocation,
+
+    rule allocation:
+        run:
+            raise WorkflowError(
+                "config: no allocation: block; copy the one of config.yaml (or use config/allocation_*.yaml)"
+            )
+
 else:
 
     wildcard_constraints:

@@ -1,5 +1,6 @@
 """Check the allocation grid against the prepared data and pick every cell's slices."""
 from slicepick.allocation.experiment import AllocationError, plan_selections
+from slicepick.allocation.interpolation import MissingDependency
 from slicepick.joblog import start_job
 
 log = start_job(snakemake.log[0])
@@ -9,3 +10,6 @@ try:
 except AllocationError as err:
     log.error("%s", err)
     raise SystemExit(f"allocation grid refused by the data:\n{err}")
+except MissingDependency as err:
+    log.error("%s", err)
+    raise SystemExit(str(err))

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from slicepick.allocation.grid import cells, data_errors, slices_per_volume
-from slicepick.allocation.interpolation import fill_between, region_sets
+from slicepick.allocation.interpolation import fill_between, region_sets, require_itk
 from slicepick.allocation.selection import choose_volumes, select
 from slicepick.allocation.volume3d import build_unet3d, predict_volume, stack_case, train_volumes
 from slicepick.data.prepare import SliceStore
@@ -56,6 +56,8 @@ def plan_selections(store_dir, out_csv, *, alloc_cfg: dict, seeds) -> pd.DataFra
 
     Raises :class:`AllocationError` naming every cell the prepared data cannot hold.
     """
+    if "morphological" in alloc_cfg.get("interpolations", ()):
+        require_itk()
     store = SliceStore(store_dir)
     train = store.case_ids("train")
     n_slices = {c: len(store.case_samples(c)) for c in train}

@@ -21,6 +21,10 @@ from scipy.ndimage import distance_transform_edt
 
 INTERPOLATIONS = ("none", "shape_based", "morphological")
 ITK_PIN = "itk-morphologicalcontourinterpolation==2.1.2"
+class MissingDependency(RuntimeError):
+    pass
+
+
 ITK_MISSING = (f"interpolation 'morphological' needs ITK's contour interpolation: pip install {ITK_PIN} "
                "(make test installs it; so does the conda env envs/torch.yaml)")
 
@@ -78,12 +82,8 @@ def shape_based(labels: np.ndarray, positions, sets: list[frozenset[int]], n_cla
 
 def morphological(labels: np.ndarray, positions, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Labels (Z, H, W) filled by ITK's morphological contour interpolation, gap by gap."""
-    try:
-        import itk  # noqa: F401  (1.5 GB of wheels: imported only here)
-        from itk import MorphologicalContourInterpolator  # noqa: F401
-    except ImportError as err:
-        raise RuntimeError(ITK_MISSING) from err
-    import itk
+    require_itk()
+    import itk  # 1.5 GB of wheels: imported only where a job interpolates
 
     positions = np.sort(np.asarray(positions, int))
     out = np.zeros_like(labels, np.uint8)
@@ -100,6 +100,16 @@ def morphological(labels: np.ndarray, positions, spacing_zyx=(1.0, 1.0, 1.0)) ->
         out[za + 1:zb] = itk.array_from_image(interpolator.GetOutput())[1:-1]
     out[positions] = labels[positions]
     return out
+
+
+def require_itk() -> None:
+    """Fail in one line (how to install it) when ITK's contour interpolation is missing."""
+    try:
+        import itk
+
+        itk.MorphologicalContourInterpolator  # noqa: B018  (lazy module: load the filter now)
+    except (ImportError, AttributeError) as err:
+        raise MissingDependency(ITK_MISSING) from err
 
 
 def fill_between(labels: np.ndarray, positions, method: str, *, sets, n_classes: int,

@@ -43,8 +43,8 @@ def stand_in_config(name: str) -> dict:
     }
 
 
-def plan(configfile: Path | None, overrides: dict, groups: dict) -> dict:
-    """Dry-run one config; returns counts and the seconds it took to build the plan."""
+def plan(configfile: Path | None, overrides: dict, groups: dict, targets=()) -> dict:
+    """Dry-run one config (its default target, or ``targets``); returns counts and the plan's seconds."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (ConfigSettings, DAGSettings, GroupSettings, OutputSettings,
@@ -56,7 +56,7 @@ def plan(configfile: Path | None, overrides: dict, groups: dict) -> dict:
             resource_settings=ResourceSettings(),
             config_settings=ConfigSettings(configfiles=[configfile] if configfile else [], config=overrides),
             snakefile=REPO / "Snakefile", workdir=REPO)
-        workflow_api.dag(DAGSettings()).execute_workflow(
+        workflow_api.dag(DAGSettings(targets=set(targets))).execute_workflow(
             executor="dryrun", group_settings=GroupSettings(overwrite_groups=groups))
         seconds = time.perf_counter() - t0
         workflow = workflow_api._workflow
@@ -90,13 +90,15 @@ def report(configs: list[Path], groups: dict, empty: dict) -> None:
                 runs.append((f"config/{name}.yaml", path, empty))
             else:
                 runs.append((f"{name} (stand-in from config.yaml)", None, {**stand_in_config(name), **empty}))
+        for path in sorted((REPO / "config").glob("allocation_*.yaml")):  # the allocation study: its own target
+            runs.append((f"{path.name} (allocation)", path, empty, ["allocation"]))
         stand_ins = [m for m in PAPER_METHODS if m not in available()]
-        if stand_ins and any(path is None for _, path, _ in runs):
+        if stand_ins and any(path is None for _, path, *_ in runs):
             print(f"not implemented yet, planned with random's jobs: {', '.join(stand_ins)}")
     print(f"{'config':<40} {'jobs':>7} {'on cluster':>10} {'submissions':>11} {'ratio':>6} {'plan s':>7}")
     total = {"jobs": 0, "cluster_jobs": 0, "submissions": 0, "seconds": 0.0}
-    for label, configfile, overrides in runs:
-        row = plan(configfile, overrides, groups)
+    for label, configfile, overrides, *targets in runs:
+        row = plan(configfile, overrides, groups, *targets)
         for key in total:
             total[key] += row[key]
         print(f"{label:<40} {row['jobs']:>7} {row['cluster_jobs']:>10} {row['submissions']:>11} "

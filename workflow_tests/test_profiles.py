@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-GPU_RULES = {"train", "suggest", "train_vae"}
+GPU_RULES = {"train", "suggest", "train_vae", "allocation_train"}
 
 
 def rule_names() -> set[str]:

@@ -7,8 +7,8 @@ job every run starts from the same weights and differs only in its training slic
 """
 from __future__ import annotations
 
-import csv
 import logging
+import math
 from dataclasses import fields
 from pathlib import Path
 
@@ -95,11 +95,14 @@ class ArraySlices:
         self.images, self.labels = images, labels
 
 
-def train_config(training: dict, seed: int) -> TrainConfig:
+def train_config(training: dict, seed: int, n_samples: int) -> TrainConfig:
     """TrainConfig from a config block, keeping only the fields this version of TrainConfig has
-    (``min_steps`` and ``loss`` pass through where it has them)."""
+    (``min_steps`` and ``loss`` pass through where it has them). The step floor is also applied
+    here, as epochs, so that a small training set gets the same number of steps either way."""
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in {**training, "seed": seed}.items() if k in names})
+    per_epoch = math.ceil(n_samples / int(training.get("batch_size", 32)))
+    epochs = max(int(training["epochs"]), math.ceil(int(training.get("min_steps") or 0) / max(per_epoch, 1)))
+    return TrainConfig(**{k: v for k, v in {**training, "epochs": epochs, "seed": seed}.items() if k in names})
 
 
 def _training_sets(store, chosen: pd.DataFrame, interpolation: str, sets, n_classes: int):
@@ -168,7 +171,7 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
                     images = np.concatenate([np.moveaxis(v["image"], -1, 0)[v["labelled"]] for v in volumes])
                     labels = np.concatenate([np.moveaxis(v["label"], -1, 0)[v["labelled"]] for v in volumes])
                     model = build_seeded(unet_spec(store.n_channels, store.n_classes, unet_features), init_seed)
-                    tc = train_config({**cfg, "augment": augment}, train_seed)
+                    tc = train_config({**cfg, "augment": augment}, train_seed, len(images))
                     checkpoint = work / f"{tag}.checkpoint.pt"
                     history = pd.DataFrame(train_segmentation(
                         model, ArraySlices(images, labels), np.arange(len(images)), tc, device=dev,

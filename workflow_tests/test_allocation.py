@@ -279,3 +279,42 @@ def test_missing_itk_fails_in_one_line_saying_how_to_install(monkeypatch):
     assert str(err.value).count("\n") == 0 and f"pip install {ITK_PIN}" in str(err.value)
     with pytest.raises(MissingDependency):
         morphological(two_discs(3, 6, size=16), [0, 8])
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def synthetic_metrics():
+    """Two budgets, three s, two selections, two interpolations, 6 test cases, 2 seeds, 1 region:
+    Dice grows with s, fixed_interval is 0.05 better than random, interpolation changes nothing."""
+    rows = []
+    for budget in (12, 24):
+        for s in (2, 4, 6):
+            for sel in ("random", "fixed_interval"):
+                for interp in ("none", "shape_based"):
+                    for seed in (0, 1):
+                        for i in range(6):
+                            dice = 0.3 + 0.05 * s + 0.01 * i + (0.05 if sel == "fixed_interval" else 0) + 0.001 * seed
+                            rows.append({"dataset": "t", "model": "2d", "budget": budget, "n_volumes": s,
+                                         "slices_per_volume": budget / s, "selection": sel, "allocation": "equal",
+                                         "interpolation": interp, "seed": seed, "case": f"c{i}", "region": "WT",
+                                         "dice": dice, "hd95": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_tables_pair_over_cases_and_correct_with_holm(tmp_path):
+    from slicepick.allocation import report
+
+    metrics = synthetic_metrics()
+    sel = report.selection_table(metrics)
+    assert len(sel) == 6 and (sel.n_cases == 6).all()
+    assert np.allclose(sel.p_value, 0.03125)  # 6 of 6 cases differ in one direction: the smallest two-sided p
+    assert np.allclose(sel.p_holm, np.minimum(1, 0.03125 * 6))
+    interp = report.interpolation_table(metrics)
+    assert len(interp) == 12 and (interp.p_value == 1.0).all()  # identical values: no evidence
+    alloc = report.allocation_table(metrics)
+    assert set(alloc.best_s) == {6} and sorted(alloc.other_s.tolist()) == [2, 2, 4, 4]
+    report.write_table(sel, "selection", tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
+    assert "Holm" in (tmp_path / "s.md").read_text() and r"\begin{table}" in (tmp_path / "s.tex").read_text()
+    report.heatmap(metrics, "2d", "random", tmp_path / "h.png", tmp_path / "h.pdf")
+    report.dice_vs_volumes(metrics, "2d", tmp_path / "d.png", tmp_path / "d.pdf")
+    assert (tmp_path / "h.png").stat().st_size > 0 and (tmp_path / "d.pdf").stat().st_size > 0

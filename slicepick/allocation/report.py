@@ -184,6 +184,7 @@ def dice_vs_volumes(metrics: pd.DataFrame, model: str, png, pdf) -> None:
         mean = rows.groupby("n_volumes").dice.mean()
         line, = ax.plot(mean.index, mean.to_numpy(), marker="o", label=f"B = {budget}")
         ax.scatter(rows.n_volumes, rows.dice, s=10, alpha=0.5, color=line.get_color())
+    ax.set_xticks(sorted(per_seed.n_volumes.unique()))
     ax.set_xlabel("volumes s (ρ = B / s slices each)")
     ax.set_ylabel("Dice (mean over cases and regions)")
     ax.set_title(f"{model} U-Net, random selection; dots: seeds", fontsize=9)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -170,6 +171,18 @@ def test_morphological_interpolation_between_discs():
     np.testing.assert_array_equal(out[[0, 8]], labels[[0, 8]])
     area = (out[4] == 2).sum()
     assert disc(r1).sum() < area < disc(r2).sum()
+    # ITK's filter ran in a child process, never beside torch (MONAI imports the lazy `itk` package only)
+    assert "itk._MorphologicalContourInterpolationPython" not in sys.modules
+
+
+def test_morphological_many_volumes_in_one_child():
+    from slicepick.allocation.interpolation import morphological_many
+
+    a, b = two_discs(6, 14, value=1), two_discs(12, 4, depth=5, value=3)
+    out = morphological_many([(a, [0, 8], (2.0, 1.0, 1.0)), (b, [0, 4], (1.0, 1.0, 1.0))])
+    assert [o.shape for o in out] == [a.shape, b.shape]
+    np.testing.assert_array_equal(out[1][[0, 4]], b[[0, 4]])
+    assert disc(4).sum() < (out[1][2] == 3).sum() < disc(12).sum()
 
 
 def test_morphological_keeps_annotated_slices_and_their_labels_only():
@@ -271,9 +284,15 @@ def test_plan_pairs_the_volumes_of_every_method(tiny_store, tmp_path):
 
 
 def test_missing_itk_fails_in_one_line_saying_how_to_install(monkeypatch):
+    from importlib import metadata
+
+    from slicepick.allocation import interpolation
     from slicepick.allocation.interpolation import ITK_PIN, MissingDependency, require_itk
 
-    monkeypatch.setitem(__import__("sys").modules, "itk", None)  # import itk raises ImportError
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(interpolation.metadata, "version", not_installed)
     with pytest.raises(MissingDependency) as err:
         require_itk()
     assert str(err.value).count("\n") == 0 and f"pip install {ITK_PIN}" in str(err.value)

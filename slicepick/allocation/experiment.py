@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from slicepick.allocation.grid import cells, data_errors, slices_per_volume
-from slicepick.allocation.interpolation import fill_between, region_sets, require_itk
+from slicepick.allocation.interpolation import (fill_between, itk_spacing, morphological_many, region_sets,
+                                                require_itk)
 from slicepick.allocation.selection import choose_volumes, select
 from slicepick.allocation.volume3d import build_unet3d, predict_volume, stack_case, train_volumes
 from slicepick.data.prepare import SliceStore
@@ -105,14 +106,20 @@ def train_config(training: dict, seed: int, n_samples: int) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in {**training, "epochs": epochs, "seed": seed}.items() if k in names})
 
 
-def _training_sets(store, chosen: pd.DataFrame, interpolation: str, sets, n_classes: int):
+def training_volumes(store, chosen: pd.DataFrame, interpolation: str, sets, n_classes: int):
     """Per training volume: its image (C, H, W, Z), training labels (H, W, Z) and labelled slices (Z,)."""
+    cases = [(case, rows.position.to_numpy()) for case, rows in chosen.groupby("case", sort=True)]
+    morph = {}
+    if interpolation == "morphological":  # every volume in one ITK child process
+        items = [(np.moveaxis(stack_case(store, c)[1], -1, 0), pos, itk_spacing(store.meta["cases"][c]["spacing_mm"]))
+                 for c, pos in cases]
+        morph = dict(zip([c for c, _ in cases], morphological_many(items)))
     out = []
-    for case, rows in chosen.groupby("case", sort=True):
+    for case, positions in cases:
         image, label = stack_case(store, case)
         spacing = store.meta["cases"][case]["spacing_mm"]
-        filled, labelled = fill_between(np.moveaxis(label, -1, 0), rows.position.to_numpy(), interpolation,
-                                        sets=sets, n_classes=n_classes, spacing_mm=spacing)
+        filled, labelled = fill_between(np.moveaxis(label, -1, 0), positions, interpolation, sets=sets,
+                                        n_classes=n_classes, spacing_mm=spacing, morphological_result=morph.get(case))
         out.append({"case": case, "image": image, "label": np.moveaxis(filled, 0, -1), "labelled": labelled})
     return out
 
@@ -163,7 +170,7 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
                 log.info("%s: reusing the finished run in %s", tag, part)
                 scores, history = done.drop(columns="run_id"), pd.read_csv(part_log)
             else:
-                volumes = _training_sets(store, chosen, interpolation, sets, store.n_classes)
+                volumes = training_volumes(store, chosen, interpolation, sets, store.n_classes)
                 n_labelled = sum(int(v["labelled"].sum()) for v in volumes)
                 log.info("B=%d s=%d seed %d %s %s: %d annotated slices, %d labelled for training", budget, n_volumes,
                          seed, model_kind, tag, len(chosen), n_labelled)

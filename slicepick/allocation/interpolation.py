@@ -16,11 +16,19 @@
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 INTERPOLATIONS = ("none", "shape_based", "morphological")
-ITK_PIN = "itk-morphologicalcontourinterpolation==2.1.2"
+ITK_DIST = "itk-morphologicalcontourinterpolation"
+ITK_PIN = f"{ITK_DIST}==2.1.2"
 class MissingDependency(RuntimeError):
     pass
 
@@ -80,10 +88,9 @@ def shape_based(labels: np.ndarray, positions, sets: list[frozenset[int]], n_cla
     return out
 
 
-def morphological(labels: np.ndarray, positions, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """Labels (Z, H, W) filled by ITK's morphological contour interpolation, gap by gap."""
-    require_itk()
-    import itk  # 1.5 GB of wheels: imported only where a job interpolates
+def _morphological_here(labels: np.ndarray, positions, spacing_zyx) -> np.ndarray:
+    """ITK's interpolation in this process (the child of :func:`morphological_many`)."""
+    import itk  # 1.5 GB of wheels: imported only in the child process that interpolates
 
     positions = np.sort(np.asarray(positions, int))
     out = np.zeros_like(labels, np.uint8)
@@ -102,23 +109,67 @@ def morphological(labels: np.ndarray, positions, spacing_zyx=(1.0, 1.0, 1.0)) ->
     return out
 
 
-def require_itk() -> None:
-    """Fail in one line (how to install it) when ITK's contour interpolation is missing."""
-    try:
-        import itk
+def morphological_many(items) -> list[np.ndarray]:
+    """ITK's morphological interpolation of several volumes, in one child process.
 
-        itk.MorphologicalContourInterpolator  # noqa: B018  (lazy module: load the filter now)
-    except (ImportError, AttributeError) as err:
+    ``items``: (labels (Z, H, W), annotated positions, spacing (z, y, x)) per volume. ITK runs in a
+    separate Python (``python -m slicepick.allocation.itk_worker``) that never imports torch: with
+    both loaded in one process, glibc aborted at exit (``malloc_consolidate(): unaligned fastbin
+    chunk``) in about one job in three, after the job had written its outputs. The child hands its
+    result back through a file it renames into place, so a result is either whole or absent.
+    """
+    require_itk()
+    items = list(items)
+    if not items:
+        return []
+    package_root = str(Path(__file__).resolve().parents[2])
+    with tempfile.TemporaryDirectory(prefix="slicepick-itk-") as tmp:
+        request, result = Path(tmp) / "request.npz", Path(tmp) / "result.npz"
+        arrays = {}
+        for i, (labels, positions, spacing) in enumerate(items):  # only the annotated slices travel
+            positions = np.sort(np.asarray(positions, int))
+            arrays[f"annotated{i}"] = np.asarray(labels[positions], np.uint8)
+            arrays[f"positions{i}"] = positions
+            arrays[f"shape{i}"] = np.asarray(labels.shape, int)
+            arrays[f"spacing{i}"] = np.asarray(spacing, float)
+        np.savez(request, n=len(items), **arrays)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run([sys.executable, "-m", "slicepick.allocation.itk_worker", str(request), str(result)],
+                              env=env, capture_output=True, text=True)
+        if not result.exists():
+            raise RuntimeError(f"morphological interpolation failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        with np.load(result) as data:
+            return [data[f"out{i}"] for i in range(len(items))]
+
+
+def morphological(labels: np.ndarray, positions, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Labels (Z, H, W) filled by ITK's morphological contour interpolation, gap by gap."""
+    return morphological_many([(labels, positions, spacing_zyx)])[0]
+
+
+def itk_spacing(spacing_mm) -> tuple[float, float, float]:
+    """(H, W, Z) spacing of the stored slices -> (z, y, x) of a (Z, H, W) array."""
+    return float(spacing_mm[2]), float(spacing_mm[0]), float(spacing_mm[1])
+
+
+def require_itk() -> None:
+    """Fail in one line (how to install it) when ITK's contour interpolation is not installed
+    (checked without importing it: ITK is only ever imported in a child process)."""
+    try:
+        metadata.version(ITK_DIST)
+    except metadata.PackageNotFoundError as err:
         raise MissingDependency(ITK_MISSING) from err
 
 
 def fill_between(labels: np.ndarray, positions, method: str, *, sets, n_classes: int,
-                 spacing_mm) -> tuple[np.ndarray, np.ndarray]:
+                 spacing_mm, morphological_result: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Training labels of one volume and which slices carry them.
 
     ``labels``: (Z, H, W) classes (only the annotated ``positions`` are read); ``spacing_mm``:
     (H, W, Z) spacing of the stored slices. Returns (labels (Z, H, W), labelled (Z,) bool): the
     annotated slices, plus every slice between the first and last annotated one when interpolating.
+    ``morphological_result``: this volume's output of :func:`morphological_many`, when the caller
+    interpolated many volumes in one child process.
     """
     positions = np.sort(np.asarray(positions, int))
     labelled = np.zeros(len(labels), bool)
@@ -130,7 +181,8 @@ def fill_between(labels: np.ndarray, positions, method: str, *, sets, n_classes:
     if method == "shape_based":
         out = shape_based(labels, positions, sets, n_classes, spacing_mm[:2])
     elif method == "morphological":
-        out = morphological(labels, positions, (spacing_mm[2], spacing_mm[0], spacing_mm[1]))
+        out = morphological_result if morphological_result is not None else \
+            morphological(labels, positions, itk_spacing(spacing_mm))
     else:
         raise ValueError(f"allocation: unknown interpolation '{method}' (known: {', '.join(INTERPOLATIONS)})")
     if len(positions):

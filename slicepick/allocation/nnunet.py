@@ -26,9 +26,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from slicepick.allocation.experiment import methods
+from slicepick.allocation.experiment import methods, training_volumes
 from slicepick.allocation.grid import cells
-from slicepick.allocation.interpolation import fill_between, region_sets
+from slicepick.allocation.interpolation import region_sets
 from slicepick.allocation.report import method_label
 from slicepick.allocation.volume3d import stack_case
 from slicepick.data.prepare import SliceStore
@@ -90,16 +90,13 @@ def export_dataset(store: SliceStore, chosen: pd.DataFrame, interpolation: str, 
     ignore = store.n_classes
     sets = region_sets(meta["regions"], meta["label_values"])
     train_cases = sorted(chosen.case.unique())
-    for case in train_cases:
-        image, label = stack_case(store, case)
+    for volume in training_volumes(store, chosen, interpolation, sets, store.n_classes):
+        case, image = volume["case"], volume["image"]
         spacing = meta["cases"][case]["spacing_mm"]
-        positions = chosen.loc[chosen.case == case, "position"].to_numpy()
-        filled, labelled = fill_between(np.moveaxis(label, -1, 0), positions, interpolation, sets=sets,
-                                        n_classes=store.n_classes, spacing_mm=spacing)
-        sparse = np.where(labelled[:, None, None], filled, ignore)
+        sparse = np.where(volume["labelled"][None, None, :], volume["label"], ignore)
         for c in range(image.shape[0]):
             _save(image[c], spacing, tmp / "imagesTr" / f"{case}_{c:04d}.nii.gz", np.float32)
-        _save(np.moveaxis(sparse, 0, -1), spacing, tmp / "labelsTr" / f"{case}.nii.gz", np.uint8)
+        _save(sparse, spacing, tmp / "labelsTr" / f"{case}.nii.gz", np.uint8)
     for case in store.case_ids("test"):
         image, label = stack_case(store, case)
         spacing = meta["cases"][case]["spacing_mm"]

@@ -337,3 +337,26 @@ def test_tables_pair_over_cases_and_correct_with_holm(tmp_path):
     report.heatmap(metrics, "2d", "random", tmp_path / "h.png", tmp_path / "h.pdf")
     report.dice_vs_volumes(metrics, "2d", tmp_path / "d.png", tmp_path / "d.pdf")
     assert (tmp_path / "h.png").stat().st_size > 0 and (tmp_path / "d.pdf").stat().st_size > 0
+
+
+def test_3d_patches_and_sliding_window_keep_shapes_and_learn_only_from_labelled_slices():
+    from slicepick.allocation.volume3d import build_unet3d, predict_volume, train_volumes
+
+    rng = np.random.default_rng(0)
+    labelled = np.zeros(20, bool)
+    labelled[[3, 11]] = True
+    volumes = [{"image": rng.normal(size=(2, 48, 48, 20)).astype(np.float32),
+                "label": rng.integers(0, 3, size=(48, 48, 20)).astype(np.uint8), "labelled": labelled}]
+    cfg = {"epochs": 1, "min_steps": 3, "batch_size": 1, "lr": 1e-3, "patch_size": [32, 32, 32],
+           "augment": {"enabled": True}}
+    a = build_unet3d(2, 3, [2, 2, 4, 4, 8, 2], seed=5)
+    b = build_unet3d(2, 3, [2, 2, 4, 4, 8, 2], seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    history = train_volumes(a, volumes, cfg, seed=1, device="cpu")
+    assert len(history) == 3 and all(np.isfinite(h["loss"]) for h in history)
+    pred = predict_volume(a, volumes[0]["image"], "cpu", patch_size=[32, 32, 32])
+    assert pred.shape == (48, 48, 20) and pred.dtype == np.uint8 and pred.max() < 3
+    # what unlabelled slices hold does not change training at all
+    other = [{**volumes[0], "label": np.where(labelled[None, None, :], volumes[0]["label"], 0).astype(np.uint8)}]
+    train_volumes(b, other, cfg, seed=1, device="cpu")
+    assert all(torch.allclose(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -325,11 +325,12 @@ def test_tables_pair_over_cases_and_correct_with_holm(tmp_path):
 
     metrics = synthetic_metrics()
     sel = report.selection_table(metrics)
-    assert len(sel) == 6 and (sel.n_cases == 6).all()
+    assert len(sel) == 6 and (sel.n_cases == 6).all() and set(sel.method_a) == {"random"}
     assert np.allclose(sel.p_value, 0.03125)  # 6 of 6 cases differ in one direction: the smallest two-sided p
     assert np.allclose(sel.p_holm, np.minimum(1, 0.03125 * 6))
     interp = report.interpolation_table(metrics)
     assert len(interp) == 12 and (interp.p_value == 1.0).all()  # identical values: no evidence
+    assert set(interp.interpolation_a) == {"none"}
     alloc = report.allocation_table(metrics)
     assert set(alloc.best_s) == {6} and sorted(alloc.other_s.tolist()) == [2, 2, 4, 4]
     report.write_table(sel, "selection", tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")

@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import wilcoxon  # noqa: E402
 
 from slicepick.allocation.experiment import METRIC_COLUMNS  # noqa: E402
+from slicepick.allocation.interpolation import INTERPOLATIONS  # noqa: E402
 from slicepick.statistics import holm  # noqa: E402
 
 TEST_COLUMNS = ["n_cases", "mean_a", "mean_b", "statistic", "p_value", "p_holm"]
@@ -71,11 +72,13 @@ def seed_spread(rows: pd.DataFrame) -> str:
     return f"{per_seed.mean():.3f} ± {per_seed.std(ddof=1) if len(per_seed) > 1 else 0.0:.3f} ({len(per_seed)})"
 
 
-def factor_table(metrics: pd.DataFrame, factor: str, keys: list[str]) -> pd.DataFrame:
-    """Every pair of levels of ``factor`` within each group of ``keys``: means and the paired test."""
+def factor_table(metrics: pd.DataFrame, factor: str, keys: list[str], order=()) -> pd.DataFrame:
+    """Every pair of levels of ``factor`` within each group of ``keys``: means and the paired test.
+    Levels named in ``order`` come first, in that order (the reference, e.g. random or none, is a)."""
     rows = []
+    rank = {level: i for i, level in enumerate(order)}
     for group, sub in metrics.groupby(keys, sort=True):
-        levels = sorted(sub[factor].unique())
+        levels = sorted(sub[factor].unique(), key=lambda v: (rank.get(v, len(rank)), v))
         for a, b in combinations(levels, 2):
             ra, rb = sub[sub[factor] == a], sub[sub[factor] == b]
             test = paired_test(case_values(ra), case_values(rb))
@@ -90,13 +93,15 @@ def factor_table(metrics: pd.DataFrame, factor: str, keys: list[str]) -> pd.Data
 def selection_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Selections (and UAL's free allocation) at equal budget and s, without interpolation."""
     m = with_method(metrics[metrics.interpolation == "none"])
-    return factor_table(m, "method", ["model", "budget", "n_volumes", "slices_per_volume"])
+    return factor_table(m, "method", ["model", "budget", "n_volumes", "slices_per_volume"],
+                        order=["random", "fixed_interval", "ual", "ual_free"])
 
 
 def interpolation_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Interpolation on/off (and which) for each selection at equal budget and s."""
     m = with_method(metrics)
-    return factor_table(m, "interpolation", ["model", "budget", "n_volumes", "slices_per_volume", "method"])
+    return factor_table(m, "interpolation", ["model", "budget", "n_volumes", "slices_per_volume", "method"],
+                        order=INTERPOLATIONS)
 
 
 def allocation_table(metrics: pd.DataFrame) -> pd.DataFrame:

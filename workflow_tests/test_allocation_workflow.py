@@ -17,7 +17,8 @@ COLUMNS = ["dataset", "model", "budget", "n_volumes", "slices_per_volume", "sele
 @pytest.fixture(scope="session")
 def allocation_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("allocation")
-    snakemake(workdir, "--cores", "2", "allocation", configfile=CONFIG)
+    # a generous limit: a safety net for a shared machine, not a speed test (the run takes ~2 min on 2 idle cores)
+    snakemake(workdir, "--cores", "2", "allocation", configfile=CONFIG, timeout=1800)
     return workdir
 
 

@@ -48,6 +48,7 @@ else:
     include: "rules/vae.smk"
     include: "rules/rounds.smk"
     include: "rules/report.smk"
+    include: "rules/allocation.smk"
 
     rule all:
         input:

@@ -45,8 +45,8 @@ def stand_in_config(name: str) -> dict:
     }
 
 
-def plan(configfile: Path | None, overrides: dict, groups: dict) -> dict:
-    """Dry-run one config; returns counts and the seconds it took to build the plan."""
+def plan(configfile: Path | None, overrides: dict, groups: dict, targets=()) -> dict:
+    """Dry-run one config (its default target, or ``targets``); returns counts and the plan's seconds."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (ConfigSettings, DAGSettings, GroupSettings, OutputSettings,
@@ -58,7 +58,7 @@ def plan(configfile: Path | None, overrides: dict, groups: dict) -> dict:
             resource_settings=ResourceSettings(),
             config_settings=ConfigSettings(configfiles=[configfile] if configfile else [], config=overrides),
             snakefile=REPO / "Snakefile", workdir=REPO)
-        workflow_api.dag(DAGSettings()).execute_workflow(
+        workflow_api.dag(DAGSettings(targets=set(targets))).execute_workflow(
             executor="dryrun", group_settings=GroupSettings(overwrite_groups=groups))
         seconds = time.perf_counter() - t0
         workflow = workflow_api._workflow
@@ -96,27 +96,31 @@ def report(configs: list[Path], groupings: dict, empty: dict) -> None:
                 runs.append((f"config/{name}.yaml", path, empty))
             else:
                 runs.append((f"{name} (stand-in from config.yaml)", None, {**stand_in_config(name), **empty}))
+        for path in sorted((REPO / "config").glob("allocation_*.yaml")):  # the allocation study: its own target
+            runs.append((f"{path.name} (allocation)", path, empty, ["allocation"]))
         stand_ins = [m for m in PAPER_METHODS if m not in available()]
-        if stand_ins and any(path is None for _, path, _ in runs):
+        if stand_ins and any(path is None for _, path, *_ in runs):
             print(f"not implemented yet, planned with random's jobs: {', '.join(stand_ins)}")
     names = list(groupings)
     print(f"{'config':<40} {'jobs':>6} {'on cluster':>10} " + " ".join(f"{'subm. ' + g:>12} {'per job':>7}" for g in names)
           + f" {'plan s':>7}")
     total = {"jobs": 0, "cluster_jobs": 0, "seconds": 0.0, **{g: 0 for g in names}}
-    for label, configfile, overrides in runs:
-        rows = {g: plan(configfile, overrides, groups) for g, groups in groupings.items()}
+    for label, configfile, overrides, *targets in runs:
+        rows = {g: plan(configfile, overrides, groups, *targets) for g, groups in groupings.items()}
         first = rows[names[0]]
         if any(r["cluster_jobs"] != first["cluster_jobs"] for r in rows.values()):
             raise RuntimeError(f"{label}: the groupings planned different jobs: {rows}")
+        print(f"{label:<40} {first['jobs']:>6} {first['cluster_jobs']:>10} "
+              + " ".join(f"{rows[g]['submissions']:>12} {rows[g]['submissions'] / first['cluster_jobs']:>7.3f}" for g in names)
+              + f" {sum(r['seconds'] for r in rows.values()):>7.2f}")
+        if targets:
+            continue  # the allocation study: one job per grid cell, nothing to group; not in the GGS totals
         total["jobs"] += first["jobs"]
         total["cluster_jobs"] += first["cluster_jobs"]
         total["seconds"] += sum(r["seconds"] for r in rows.values())
         for g in names:
             total[g] += rows[g]["submissions"]
-        print(f"{label:<40} {first['jobs']:>6} {first['cluster_jobs']:>10} "
-              + " ".join(f"{rows[g]['submissions']:>12} {rows[g]['submissions'] / first['cluster_jobs']:>7.3f}" for g in names)
-              + f" {sum(r['seconds'] for r in rows.values()):>7.2f}")
-    print(f"{'total':<40} {total['jobs']:>6} {total['cluster_jobs']:>10} "
+    print(f"{'total (GGS configs)':<40} {total['jobs']:>6} {total['cluster_jobs']:>10} "
           + " ".join(f"{total[g]:>12} {total[g] / total['cluster_jobs']:>7.3f}" for g in names) + f" {total['seconds']:>7.2f}")
     for g in names:
         print(f"submissions_per_job_{g}: {total[g] / total['cluster_jobs']:.3f}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from jsonschema import Draft202012Validator
 
+from slicepick.allocation.grid import config_errors as allocation_errors
 from slicepick.strategies import available, declared, module_name
 from slicepick.strategies.base import SHARED_KEYS
 
@@ -67,6 +68,8 @@ def semantic_errors(config: dict) -> list[str]:
         missing = sorted(set(labels) - values)
         if missing:
             lines.append(f"config: dataset.regions.{region}: label values {missing} are not in dataset.label_values")
+    if config.get("allocation") is not None:
+        lines += allocation_errors(config["allocation"], synthetic_train_volumes(dataset))
     return lines
 
 
@@ -96,9 +99,23 @@ def annotate_errors(config: dict, known: list[str]) -> list[str]:
     return lines
 
 
+def synthetic_train_volumes(dataset: dict) -> int | None:
+    """Training volumes the synthetic generator will give (the split rule of prepare.split_cases);
+    unknown (None) for real data, whose cases the allocation planning job counts."""
+    if dataset.get("layout") != "synthetic":
+        return None
+    n = int((dataset.get("synthetic") or {}).get("n_cases", 16))
+    n_test = min(max(1, int(round(float(dataset.get("test_fraction", 0.25)) * n))), n - 1)
+    return n - n_test
+
+
 def check_config(config: dict, schema: dict) -> None:
     """Raise ConfigError listing every problem, one line each."""
     lines = schema_errors(config, schema)
+    if not lines and config.get("allocation") is not None:  # the grid's defaults, before Snakemake fills them in
+        grid = schema["properties"]["allocation"]["properties"]
+        config = {**config, "allocation": {"budgets": grid["budgets"]["default"],
+                                           "n_volumes": grid["n_volumes"]["default"], **config["allocation"]}}
     if not lines:
         lines = semantic_errors(config)
     if lines:

@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-GPU_RULES = {"run_round", "run_chain", "train_start", "train_vae", "save_predictions"}
+GPU_RULES = {"run_round", "run_chain", "train_start", "train_vae", "save_predictions", "allocation_train"}
 
 
 def rule_names() -> set[str]:
@@ -20,10 +20,10 @@ def rule_names() -> set[str]:
             for name in re.findall(r"^\s*rule (\w+):", smk.read_text(), re.M)}
 
 
-def dry_run(*args: str) -> str:
+def dry_run(*args: str, configfile: str = "workflow_tests/config_tiny.yaml") -> str:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args,
-                          "--configfile", "workflow_tests/config_tiny.yaml"],
+                          "--configfile", configfile],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     return run.stdout + run.stderr
@@ -42,7 +42,7 @@ def test_bare_profile_name_resolves_from_the_repository_root():
     assert (REPO / "slurm").resolve() == (REPO / "profiles" / "slurm").resolve()
     out = dry_run("--profile", "slurm", "--config", "chain_rounds=False", "evaluation={save_predictions: true}")
     # the GPU rules ask SLURM for one GPU each, in the GPU partition; the rounds are grouped
-    for rule in GPU_RULES - {"run_chain"}:
+    for rule in GPU_RULES - {"run_chain", "allocation_train"}:  # run_chain and the allocation study: below
         block = re.search(rf"rule {rule}:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out)[1]
         assert "gpu=1" in block and "slurm_partition=gpu" in block, block
     prepare = re.search(r"rule prepare:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out)[1]
@@ -50,6 +50,12 @@ def test_bare_profile_name_resolves_from_the_repository_root():
     assert "Group job random-seed0-round1" in out and "Group job start-seed0" in out
     chained = dry_run("--profile", "slurm")  # the tiny config chains the rounds of a method and seed
     block = re.search(r"rule run_chain:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", chained)[1]
+    assert "gpu=1" in block and "slurm_partition=gpu" in block, block
+
+
+def test_allocation_training_asks_slurm_for_a_gpu():
+    out = dry_run("--profile", "slurm", "allocation", configfile="workflow_tests/config_allocation_tiny.yaml")
+    block = re.search(r"rule allocation_train:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out)[1]
     assert "gpu=1" in block and "slurm_partition=gpu" in block, block
 
 

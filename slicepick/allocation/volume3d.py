@@ -1,0 +1,141 @@
+"""The 3D model of the allocation study: MONAI's BasicUNet on whole volumes (tiny data) or on
+patches with sliding-window inference (paper scale), trained with a masked loss.
+
+Masked loss: softmax probabilities and one-hot targets are multiplied by the mask of labelled
+slices before MONAI's Dice loss (and the cross-entropy, for ``dice_ce``, is averaged over labelled
+voxels only), so an unlabelled slice adds nothing to the loss and its logits get exactly zero
+gradient. A volume's input is its stacked non-blank slices (C, H, W, Z), Z zero-padded to a
+multiple of 16 (four poolings) and to at least the patch size; the padding is never labelled.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceLoss
+from monai.networks.nets import BasicUNet
+from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
+
+from slicepick.seeding import stream_seed
+
+log = logging.getLogger(__name__)
+Z_MULTIPLE = 16
+
+
+def build_unet3d(in_channels: int, n_classes: int, features, seed: int) -> torch.nn.Module:
+    """3D U-Net (two conv + instance norm + LeakyReLU per block), weights drawn from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BasicUNet(spatial_dims=3, in_channels=in_channels, out_channels=n_classes,
+                         features=tuple(int(f) for f in features))
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "dice") -> torch.Tensor:
+    """Dice (or Dice + CE) over labelled voxels only. ``target``: (B, 1, ...) classes; ``mask``: (B, 1, ...) 0/1."""
+    n_classes = logits.shape[1]
+    mask = mask.to(logits.dtype)
+    onehot = F.one_hot(target[:, 0].long(), n_classes).movedim(-1, 1).to(logits.dtype)
+    probs = logits.softmax(1)
+    loss = DiceLoss(to_onehot_y=False, softmax=False)(probs * mask, onehot * mask)
+    if kind == "dice_ce":
+        ce = F.cross_entropy(logits, target[:, 0].long(), reduction="none") * mask[:, 0]
+        loss = loss + ce.sum() / mask.sum().clamp_min(1.0)
+    elif kind != "dice":
+        raise ValueError(f"allocation: unknown loss '{kind}' (dice | dice_ce)")
+    return loss
+
+
+def pad_depth(volume: np.ndarray, depth: int) -> np.ndarray:
+    """Zero-pad the last axis to ``depth``."""
+    pad = depth - volume.shape[-1]
+    return np.pad(volume, [(0, 0)] * (volume.ndim - 1) + [(0, pad)]) if pad > 0 else volume
+
+
+def padded_depth(z: int, patch_depth: int | None = None) -> int:
+    return max(math.ceil(z / Z_MULTIPLE) * Z_MULTIPLE, patch_depth or 0)
+
+
+def stack_case(store, case: str) -> tuple[np.ndarray, np.ndarray]:
+    """A case's image (C, H, W, Z) and classes (H, W, Z) from the slice store."""
+    ids = store.case_samples(case)
+    return np.moveaxis(np.array(store.images[ids]), 0, -1), np.moveaxis(np.array(store.labels[ids]), 0, -1)
+
+
+def _augmentation(augment: dict, patch_size):
+    keys = ["image", "label", "mask"]
+    steps = []
+    if patch_size:
+        steps.append(RandCropByPosNegLabeld(keys, label_key="mask", spatial_size=list(patch_size), pos=1, neg=0,
+                                            num_samples=1, allow_smaller=True))
+    if augment and augment.get("enabled", True):
+        p = augment.get("flip_prob", 0.5)
+        steps += [RandFlipd(keys, prob=p, spatial_axis=0), RandFlipd(keys, prob=p, spatial_axis=1),
+                  RandScaleIntensityd("image", factors=augment.get("intensity_scale", 0.1), prob=augment.get("intensity_prob", 0.5)),
+                  RandShiftIntensityd("image", offsets=augment.get("intensity_shift", 0.1), prob=augment.get("intensity_prob", 0.5))]
+    return Compose(steps) if steps else None
+
+
+def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, seed: int, device) -> list[dict]:
+    """Train on ``volumes`` (dicts of image (C, H, W, Z), label (H, W, Z), labelled (Z,) bool).
+
+    Runs max(epochs, ceil(min_steps / batches per epoch)) epochs; the data order and augmentation
+    come from ``seed``. Returns the per-epoch log (epoch, loss, seconds, n_samples).
+    """
+    patch = cfg.get("patch_size")
+    depth = max(padded_depth(v["image"].shape[-1], patch[2] if patch else None) for v in volumes)
+    items = []
+    for v in volumes:
+        mask = np.broadcast_to(v["labelled"][None, None, None, :], (1, *v["label"].shape)).astype(np.float32)
+        items.append({"image": pad_depth(v["image"].astype(np.float32), depth),
+                      "label": pad_depth(v["label"][None].astype(np.float32), depth),
+                      "mask": pad_depth(mask, depth)})
+    transform = _augmentation(cfg.get("augment") or {}, patch)
+    batch = int(cfg.get("batch_size", 1))
+    per_epoch = math.ceil(len(items) / batch)
+    epochs = max(int(cfg["epochs"]), math.ceil(int(cfg.get("min_steps") or 0) / per_epoch))
+    model.to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=float(cfg.get("lr", 1e-3)))
+    history = []
+    for epoch in range(epochs):
+        epoch_seed = stream_seed(seed, "epoch", epoch)
+        order = np.random.default_rng(epoch_seed).permutation(len(items))
+        if transform is not None:
+            transform.set_random_state(seed=epoch_seed)
+        t0, total = time.perf_counter(), 0.0
+        for start in range(0, len(order), batch):
+            picked = [items[i] for i in order[start:start + batch]]
+            if transform is not None:
+                picked = [transform(dict(it)) for it in picked]
+                picked = [p[0] if isinstance(p, list) else p for p in picked]
+            x = torch.stack([torch.as_tensor(np.asarray(p["image"])) for p in picked]).to(device)
+            y = torch.stack([torch.as_tensor(np.asarray(p["label"])) for p in picked]).to(device)
+            m = torch.stack([torch.as_tensor(np.asarray(p["mask"])) for p in picked]).to(device)
+            optimiser.zero_grad()
+            loss = masked_loss(model(x), y, m, cfg.get("loss", "dice"))
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(picked)
+        history.append({"epoch": epoch + 1, "loss": total / len(items), "seconds": round(time.perf_counter() - t0, 3),
+                        "n_samples": len(items)})
+    log.info("3D U-Net: %d epochs on %d volumes, last loss %.4f", epochs, len(items), history[-1]["loss"])
+    return history
+
+
+@torch.no_grad()
+def predict_volume(model: torch.nn.Module, image: np.ndarray, device, patch_size=None, sw_batch_size: int = 1,
+                   overlap: float = 0.25) -> np.ndarray:
+    """Classes (H, W, Z) of one (C, H, W, Z) volume: whole, or by sliding window over ``patch_size``."""
+    model.eval()
+    z = image.shape[-1]
+    x = torch.as_tensor(pad_depth(image.astype(np.float32), padded_depth(z, patch_size[2] if patch_size else None)))[None]
+    x = x.to(device)
+    if patch_size:
+        logits = sliding_window_inference(x, list(patch_size), sw_batch_size, model, overlap=overlap)
+    else:
+        logits = model(x)
+    return logits.argmax(1)[0, ..., :z].cpu().numpy().astype(np.uint8)

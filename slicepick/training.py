@@ -140,12 +140,13 @@ def dice_loss(reduction: str = "mean") -> torch.nn.Module:
 
 
 def segmentation_loss(name: str) -> torch.nn.Module:
-    """``dice``: the paper's loss. ``dice_ce``: Dice plus cross-entropy (MONAI ``DiceCELoss``), whose
-    per-pixel term keeps a model trained on a few slices from settling on "everything is tumour"."""
+    """``dice``: the paper's loss. ``dice_ce``: Dice over the foreground classes plus cross-entropy
+    (MONAI ``DiceCELoss``): the per-pixel term keeps a model trained on a few slices from settling on
+    "everything is tumour", the foreground-only Dice from settling on "nothing is"."""
     if name == "dice":
         return dice_loss()
     if name == "dice_ce":
-        return DiceCELoss(to_onehot_y=True, softmax=True)
+        return DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
     raise ValueError(f"training.loss '{name}' is not one of {list(LOSSES)}")
 
 

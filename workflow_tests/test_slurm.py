@@ -106,18 +106,18 @@ def test_tiny_workflow_through_slurm_with_accounting(tmp_path):
     for jobid, job in accounted.items():
         assert (job["JobState"], job["JobName"], job["Partition"], job["Account"]) == \
                ("COMPLETED", run_uuid, PARTITION, ACCOUNT), job
-        # the GPU request of the profile reached SLURM: one GPU per round group and for the VAE,
-        # none for data preparation
-        wants_gpu = int(jobid) in groups or submitted[int(jobid)][1] == "train_vae"
+        # the GPU request of the profile reached SLURM: one GPU per network job (a chain of rounds, a
+        # round group, the shared start, the VAE), none for data preparation
+        wants_gpu = int(jobid) in groups or submitted[int(jobid)][1] in ("train_vae", "run_chain")
         assert ("gres/gpu=1" in job["AllocTRES"]) == wants_gpu, (job, submitted[int(jobid)])
-    # grouping: one submission per (method, seed, round) holding that round's rules, in place of one per rule
+    # one submission per chain of rounds (random, ggs: chain_rounds is on in the tiny config), one for the
+    # shared start of the seed and one round group for full, in place of one per rule
     assert sorted(name for kind, name in submitted.values()) == [
-        "full-seed0-round0_initial_selection_train",
-        "ggs-seed0-round0_initial_selection_train",
-        "ggs-seed0-round1_suggest_train",
+        "full-seed0-round0_run_round",
         "prepare",
-        "random-seed0-round0_initial_selection_train",
-        "random-seed0-round1_suggest_train",
+        "run_chain",
+        "run_chain",
+        "start-seed0_train_start",
         "synthesize",
         "train_vae",
     ]

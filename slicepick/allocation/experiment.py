@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from slicepick.allocation.grid import cells, data_errors, slices_per_volume
 from slicepick.allocation.interpolation import (fill_between, itk_spacing, morphological_many, region_sets,

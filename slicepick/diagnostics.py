@@ -101,9 +101,11 @@ PANELS = [("foreground_share", "slices with any label (share)"), ("n_cases", "di
 
 
 def plot_selection_stats(stats: pd.DataFrame, out_pdf, out_png, method_order=None) -> None:
-    """Each diagnostic against the annotated count: one line per method (mean over seeds), seeds as dots."""
+    """Each diagnostic against the annotated count: one line per method (mean over seeds), seeds as dots.
+    ``full`` (the whole pool) is left out: it would stretch the axis and its values say nothing."""
+    stats = stats[stats.method != "full"]
     panels = [(c, t) for c, t in PANELS if stats[c].notna().any()]
-    methods = method_order or sorted(stats.method.unique())
+    methods = [m for m in (method_order or sorted(stats.method.unique())) if m != "full"]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), squeeze=False)
     colours = dict(zip(methods, plt.get_cmap("tab10").colors))
     for ax, (column, title) in zip(axes.flat, panels):
@@ -113,8 +115,7 @@ def plot_selection_stats(stats: pd.DataFrame, out_pdf, out_png, method_order=Non
                 continue
             ax.scatter(rows.n_selected, rows[column], s=10, alpha=0.5, color=colours[method])
             mean = rows.groupby("n_selected")[column].mean()
-            ax.plot(mean.index, mean.values, marker="o", ms=3, label=method, color=colours[method],
-                    linestyle="--" if method == "full" else "-")
+            ax.plot(mean.index, mean.values, marker="o", ms=3, label=method, color=colours[method])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("annotated slices")
         if column.endswith("share"):
@@ -122,7 +123,8 @@ def plot_selection_stats(stats: pd.DataFrame, out_pdf, out_png, method_order=Non
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("Selection diagnostics (lines: mean over seeds; dots: seeds)", fontsize=11)
+    fig.suptitle("Selection diagnostics of the annotated set after each round (lines: mean over seeds; dots: seeds)",
+                 fontsize=11)
     fig.tight_layout()
     for path in (out_pdf, out_png):
         fig.savefig(path, dpi=150)

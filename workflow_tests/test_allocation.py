@@ -16,7 +16,7 @@ from slicepick.allocation.grid import cells, config_errors, data_errors, slices_
 from slicepick.allocation.interpolation import fill_between, morphological, region_sets, shape_based
 from slicepick.allocation.selection import choose_volumes, fixed_interval_positions, select
 from slicepick.allocation.volume3d import masked_loss
-from slicepick.config import ConfigError, check_config
+from slicepick.config import ConfigError, check_config, synthetic_train_volumes
 
 pytestmark = pytest.mark.filterwarnings("ignore:builtin type:DeprecationWarning")  # ITK's SWIG wrappers
 BRATS_REGIONS = {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}
@@ -96,8 +96,11 @@ def test_check_config_refuses_a_cell_at_start_up():
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     check_config(config, schema)  # the default grid is possible
-    config["allocation"]["n_volumes"] = [2, 13]  # the default has 12 training volumes
-    with pytest.raises(ConfigError, match=r"allocation cell B=24, s=13: s is larger than the 12 training volumes"):
+    n_train = synthetic_train_volumes(config["dataset"])  # the default's training volumes
+    config["allocation"]["budgets"] = [2 * (n_train + 1)]
+    config["allocation"]["n_volumes"] = [2, n_train + 1]
+    with pytest.raises(ConfigError, match=rf"allocation cell B={2 * (n_train + 1)}, s={n_train + 1}: s is larger than "
+                                          rf"the {n_train} training volumes"):
         check_config(config, schema)
     config["allocation"] = {"cells": [[3, 4]]}
     with pytest.raises(ConfigError, match=r"B=3, s=4: more volumes than slices"):

@@ -125,6 +125,7 @@ def train_shared_start(store_dir, out_dir, *, dataset: str, seed: int, schedule,
     """Round 0 of every method that starts from the seeded random set with the plain U-Net: one
     selection, one model and one evaluation per seed, read by no method's module."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     make_initial_selection(store_dir, out_dir / "selection.csv", method=SHARED, method_cfg={"module": "random"},
                            seed=seed, schedule=schedule)
     train_round(store_dir, out_dir / "selection.csv", out_dir / "model.pt", out_dir / "train_log.csv",
@@ -142,6 +143,7 @@ def run_round(store_dir, out_dir, *, previous_dir=None, dataset: str, method: st
     One job instead of two (suggest, train) halves the torch and MONAI start-up a round pays.
     """
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     selection = out_dir / "selection.csv"
     if round_index == 0:
         make_initial_selection(store_dir, selection, method=method, method_cfg=method_cfg, seed=seed,

@@ -69,7 +69,7 @@ def test_train_round_save_load_evaluate_and_suggest(tiny_store, tiny_spec, tmp_p
     model, spec = dal.train_round(tiny_store, annotated, None, tiny_spec, cfg, log_csv=tmp_path / "log0.csv", **kw)
     assert isinstance(model, EnsembleMean) and spec["kind"] == "ensemble" and len(spec["members"]) == 2
     log = pd.read_csv(tmp_path / "log0.csv")
-    assert list(log.columns) == ["epoch", "loss", "seconds", "samples_per_s", "n_samples", "member"]
+    assert list(log.columns) == ["epoch", "loss", "seg_loss", "seconds", "samples_per_s", "n_samples", "member"]
     assert sorted(log.member) == [0, 1]
     save_model(tmp_path / "model0.pt", model, spec)
     loaded, _ = load_model(tmp_path / "model0.pt")

@@ -2,6 +2,8 @@
 method, so methods that share the start share its model, and DAL and LL start from its weights."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -31,7 +33,7 @@ def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_dal_member_zero_and_ll_backbone_start_from_the_seeds_initial_weights(tiny_spec):
+def test_dal_member_zero_and_ll_backbone_start_from_the_seeds_initial_weights(tiny_spec, tmp_path):
     seed = training_seed(3, 0)
     plain = _weights(build_seeded(tiny_spec, seed))
     ll_model = build_seeded(ll.ll_spec(tiny_spec), seed)
@@ -42,9 +44,14 @@ def test_dal_member_zero_and_ll_backbone_start_from_the_seeds_initial_weights(ti
     captured = []
     original = dal.train_segmentation
     try:
-        dal.train_segmentation = lambda member, *a, **kw: captured.append(_weights(member)) or []
+        def spy(member, *args, **kw):  # records the member's weights before training, trains nothing
+            captured.append(_weights(member))
+            Path(kw["log_csv"]).touch()
+            return []
+
+        dal.train_segmentation = spy
         dal.train_round(None, [0, 1, 2], None, tiny_spec, TrainConfig(epochs=1, seed=seed), device="cpu",
-                        log_csv="/dev/null", checkpoint_dir="/tmp", run_id="x", params={"n_models": 2})
+                        log_csv=tmp_path / "log.csv", checkpoint_dir=tmp_path, run_id="x", params={"n_models": 2})
     finally:
         dal.train_segmentation = original
     assert all(torch.equal(plain[k], captured[0][k]) for k in plain)
@@ -58,7 +65,6 @@ def shared_and_random(tiny_store, tmp_path_factory):
     common = dict(dataset="tiny", seed=0, schedule=schedule, unet_features=FEATURES, training=TRAINING)
     train_shared_start(tiny_store.folder, root / "start", **common)
     # random's own round 0 trained in its own job gives the shared start exactly
-    (root / "random0").mkdir()
     run_round(tiny_store.folder, root / "random0", dataset="tiny", method="random", method_cfg={}, seed=0,
               round_index=0, fraction=schedule[0], schedule=schedule, unet_features=FEATURES, training=TRAINING)
     return root
@@ -82,7 +88,6 @@ def test_later_rounds_of_two_methods_differ_only_in_selection(shared_and_random,
     logs = {}
     for method in ("random", "oracle"):
         out = root / f"{method}1"
-        out.mkdir()
         run_round(tiny_store.folder, out, previous_dir=root / "start", dataset="tiny", method=method, method_cfg={},
                   seed=0, round_index=1, fraction=schedule[1], schedule=schedule, unet_features=FEATURES,
                   training=TRAINING)

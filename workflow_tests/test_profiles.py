@@ -20,10 +20,11 @@ def rule_names() -> set[str]:
             for name in re.findall(r"^\s*rule (\w+):", smk.read_text(), re.M)}
 
 
-def dry_run(*args: str, configfile: str = "workflow_tests/config_tiny.yaml") -> str:
+def dry_run(*args: str, configfile: str = "workflow_tests/config_tiny.yaml", overlay: Path | None = None) -> str:
+    """A dry run on ``configfile``, with ``overlay`` (a YAML file of overriding keys) on top."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args,
-                          "--configfile", configfile],
+                          "--configfile", configfile, *([str(overlay)] if overlay else [])],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     return run.stdout + run.stderr
@@ -38,9 +39,11 @@ def test_profile_names_only_rules_of_the_workflow():
     assert set(local["set-resources"]) == GPU_RULES
 
 
-def test_bare_profile_name_resolves_from_the_repository_root():
+def test_bare_profile_name_resolves_from_the_repository_root(tmp_path):
     assert (REPO / "slurm").resolve() == (REPO / "profiles" / "slurm").resolve()
-    out = dry_run("--profile", "slurm", "--config", "chain_rounds=False", "evaluation={save_predictions: true}")
+    overlay = tmp_path / "per_round.yaml"  # one job per round, and the predictions: every GPU rule planned
+    overlay.write_text("chain_rounds: false\nevaluation: {save_predictions: true}\n")
+    out = dry_run("--profile", "slurm", overlay=overlay)
     # the GPU rules ask SLURM for one GPU each, in the GPU partition; the rounds are grouped
     for rule in GPU_RULES - {"run_chain", "allocation_train"}:  # run_chain and the allocation study: below
         block = re.search(rf"rule {rule}:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out)[1]
@@ -78,6 +81,7 @@ def test_chain_profile_submits_one_job_per_method_and_seed():
     chains |= {f"start-seed{s}" for s in config["seeds"]}  # the shared round 0 of each seed
     groups = re.findall(r"Group job (\S+) \(jobs", out)
     assert sorted(groups) == sorted(chains)  # each chain once: every round of a method and seed in one submission
-    random_chain = out.split("Group job random-seed0 (jobs")[1].split("Group job")[0]
-    rounds = re.findall(r"output: \S+/runs/random/seed0/round(\d+)/model.pt", random_chain)
-    assert sorted(set(rounds)) == [str(k) for k in range(len(config["schedule"]))], random_chain
+    # dal trains its own round 0 (random's is a copy of the shared start, made on the submitting host)
+    dal_chain = out.split("Group job dal-seed0 (jobs")[1].split("Group job")[0]
+    rounds = re.findall(r"output: .*runs/dal/seed0/round(\d+)/model.pt", dal_chain)
+    assert sorted(set(rounds)) == [str(k) for k in range(len(config["schedule"]))], dal_chain

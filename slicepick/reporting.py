@@ -44,6 +44,8 @@ def collect_metrics(paths, out_csv) -> pd.DataFrame:
 def seed_means(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean over test cases for each (method, seed, budget, region): one value per seed."""
     keys = ["dataset", "method", "seed", "round", "fraction", "region"]
+    if "degenerate" not in metrics.columns:  # metrics written before the flag existed
+        metrics = metrics.assign(degenerate=False)
     return metrics.groupby(keys, as_index=False).agg(dice=("dice", "mean"), hd95=("hd95", "mean"),
                                                      n_annotated=("n_annotated", "mean"),
                                                      degenerate=("degenerate", "max"))

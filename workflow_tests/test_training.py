@@ -81,9 +81,13 @@ def test_losses_by_name():
 
     logits = torch.zeros(2, 4, 8, 8, requires_grad=True)
     labels = torch.zeros(2, 1, 8, 8)
-    dice = segmentation_loss("dice")(logits, labels)
+    from monai.losses import DiceLoss
+
+    foreground_dice = DiceLoss(to_onehot_y=True, softmax=True, include_background=False)(logits, labels)
     dice_ce = segmentation_loss("dice_ce")(logits, labels)
-    # uniform logits: cross-entropy adds log(4) to the Dice term
-    assert torch.isclose(dice_ce - dice, torch.log(torch.tensor(4.0)), atol=1e-4)
+    # dice_ce: Dice over the foreground classes, plus cross-entropy, log(4) for uniform logits
+    assert torch.isclose(dice_ce - foreground_dice, torch.log(torch.tensor(4.0)), atol=1e-4)
+    # dice: the paper's Dice over every class, background included (here partly right: lower)
+    assert segmentation_loss("dice")(logits, labels) < foreground_dice
     with pytest.raises(ValueError, match="training.loss 'focal'"):
         segmentation_loss("focal")

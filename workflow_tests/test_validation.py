@@ -303,6 +303,8 @@ def test_prepare_target_prepares_only(data, tmp_path):
     run = snakemake_prepare(tmp_path, data, on_bad_case="skip")
     assert run.returncode == 0, run.stderr[-3000:]
     dataset = tmp_path / "run" / "results" / "checked"
-    assert [p.name for p in dataset.iterdir()] == ["prepared"]
+    # the store and Snakemake's benchmark file of the prepare job, nothing else
+    assert sorted(p.name for p in dataset.iterdir()) == ["benchmarks", "prepared"]
+    assert [p.name for p in (dataset / "benchmarks").iterdir()] == ["prepare.tsv"]
     assert sorted(SliceStore(dataset / "prepared").meta["cases"]) == ["SYN_000", "SYN_002"]
     assert "skipping bad case: case SYN_001" in (tmp_path / "run" / "logs" / "checked" / "prepare.log").read_text()

@@ -10,6 +10,8 @@ if ALLOC_CFG is None:
         allocation,
 
     rule allocation:
+        log:
+            f"{LOGS}/allocation.log",
         run:
             raise WorkflowError(
                 "config: no allocation: block; copy the one of config.yaml (or use config/allocation_*.yaml)"

@@ -36,7 +36,7 @@ from slicepick.annotation_state import (HASH_FILE, AnnotationError, annotate_cas
                                         round_folders)
 from slicepick.data.labels import LabelSpec  # noqa: E402
 from slicepick.data.prepare import (PAD_MULTIPLE, SliceStore, _case_slices, _pad_offsets, _round_up,  # noqa: E402
-                                    nonblank_range)
+                                    atomic_folder, nonblank_range)
 from slicepick.data.readers import DatasetError, open_volume, resolve_dataset  # noqa: E402
 from slicepick.data.validate import check_case  # noqa: E402
 from slicepick.models import pick_device, save_model, unet_spec  # noqa: E402
@@ -89,12 +89,8 @@ def prepare_annotate_store(data_root, dataset_cfg: dict, axis: int, out_dir) -> 
     geometry = image_geometry(cases)
     in_plane = [a for a in range(3) if a != axis]
     padded_hw = [_round_up(max(g[0][a] for g in geometry.values()), PAD_MULTIPLE) for a in in_plane]
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     rows, case_meta, n = [], {}, 0
-    try:
+    with atomic_folder(out_dir) as tmp:
         with open(tmp / "images.f32", "wb") as f_img:
             for i, case in enumerate(cases):
                 image = np.moveaxis(_read_image(case), axis + 1, -1)  # (C, A, B, S): S along `axis`
@@ -118,12 +114,6 @@ def prepare_annotate_store(data_root, dataset_cfg: dict, axis: int, out_dir) -> 
         meta = {"mode": "annotate", "axis": int(axis), "images_shape": [n, len(ds["modalities"]), *padded_hw],
                 "modalities": list(ds["modalities"]), **labels.meta(), "cases": case_meta}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("annotate store: %d cases, %d slices into %s", len(cases), n, out_dir)
 
 

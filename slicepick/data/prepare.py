@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,24 @@ def _resize_slices(images: np.ndarray, labels: np.ndarray, size_hw) -> tuple[np.
     return img.numpy(), lab[:, 0].numpy().astype(np.uint8)
 
 
+@contextmanager
+def atomic_folder(out_dir: str | Path):
+    """A fresh temporary sibling of ``out_dir`` to write into: it replaces ``out_dir`` when the block
+    ends, and is removed on any error, so a reader never sees a half-written folder."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def prepare_dataset(cases: list[CaseFiles], out_dir: str | Path, *, modalities, label_values=None, regions=None,
                     label_groups=None, test_fraction: float, split_seed: int, resize=None,
                     on_bad_case: str = "fail") -> list[Problem]:
@@ -124,21 +143,10 @@ def prepare_dataset(cases: list[CaseFiles], out_dir: str | Path, *, modalities, 
         raise DatasetError("\n".join(lines + [f"{len(good)} good case(s) of {len(cases)}: need at least 2 "
                                               "for a train/test split; nothing was written"]))
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(out_dir) as tmp:
         _write_store(good, tmp, modalities, labels, test_fraction, split_seed, resize)
         pd.DataFrame([(p.case_id, p.file, p.reason) for p in problems],
                      columns=["case", "file", "reason"]).to_csv(tmp / "bad_cases.csv", index=False)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("prepared %d cases into %s (%d bad case(s) skipped)", len(good), out_dir, n_bad)
     return problems
 

@@ -1,5 +1,5 @@
 # Helper functions that compute inputs and targets; no logic beyond paths.
-from slicepick.pairing import copy_shared_start
+from slicepick.pairing import ROUND_FILES, copy_shared_start
 from slicepick.strategies import declared, module_digest, module_name, shares_start
 from slicepick.strategies import n_rounds as method_rounds
 from slicepick.strategies import round_fraction as method_fraction
@@ -97,7 +97,6 @@ def round_fraction(method, round_index):
     return method_fraction(module_name(method, method_cfg(method)), SCHEDULE, round_index)
 
 
-ROUND_FILES = ["selection.csv", "model.pt", "train_log.csv", "metrics.csv"]
 CHAIN_ROUNDS = config["chain_rounds"]
 # chain_rounds: the multi-round methods run as one job per (method, seed); single-round ones (full) per round
 MULTI_ROUND = [m for m in [*METHODS, *VARIANTS] if n_rounds(m) > 1]
@@ -108,14 +107,14 @@ SHARING_PER_ROUND = [m for m in SHARING if m not in CHAINED]
 
 
 def chain_outputs():
-    return [f"{DS}/runs/{{method}}/seed{{seed}}/round{k}/{name}" for k in range(len(SCHEDULE)) for name in ROUND_FILES]
+    return [f"{DS}/runs/{{method}}/seed{{seed}}/round{k}/{name}" for k in range(len(SCHEDULE)) for name in ROUND_FILES.values()]
 
 
 def shared_start_inputs(wildcards):
     """The shared round 0 of the seed, for methods that share it."""
     if wildcards.method not in SHARING:
         return {}
-    return {f"start_{name.split('.')[0]}": f"{START}/{name}".format(seed=wildcards.seed) for name in ROUND_FILES}
+    return {f"start_{name.split('.')[0]}": f"{START}/{name}".format(seed=wildcards.seed) for name in ROUND_FILES.values()}
 
 
 def all_metrics(methods=METHODS):

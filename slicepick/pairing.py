@@ -12,6 +12,10 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+# The files of one round's folder, by the keys the rules and ``copy_shared_start`` name them with.
+ROUND_FILES = {"selection": "selection.csv", "model": "model.pt", "log_csv": "train_log.csv",
+               "metrics": "metrics.csv"}
+
 
 def copy_shared_start(src: dict, dst: dict, method: str, log_path=None) -> None:
     """Copy the shared start's ``selection``, ``model``, ``log_csv`` and ``metrics`` files (keys of

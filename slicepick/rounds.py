@@ -80,7 +80,7 @@ def train_config(training: dict, method_cfg: dict, seed: int) -> TrainConfig:
     return TrainConfig(epochs=int(method_cfg.get("epochs", training["epochs_per_round"])),
                        batch_size=int(training["batch_size"]), lr=float(training["lr"]),
                        augment=training.get("augment", {}), seed=seed,
-                       min_steps=int(method_cfg.get("min_steps", training.get("min_steps", 0))),
+                       min_steps=int(training.get("min_steps", 0)),
                        loss=training.get("loss", "dice"))
 
 
@@ -160,16 +160,12 @@ def run_round(store_dir, out_dir, *, previous_dir=None, dataset: str, method: st
                 hd_percentile=hd_percentile)
 
 
-ROUND_FILES = {"selection": "selection.csv", "model": "model.pt", "log_csv": "train_log.csv",
-               "metrics": "metrics.csv"}
-
-
 def run_chain(store_dir, method_dir, *, rounds: int, shared_start_dir=None, **round_args) -> None:
     """Every round of one method and seed in one job (``chain_rounds: true``): torch, MONAI and the
     optimiser's compiler stack are imported once instead of once per round. Round 0 is a copy of
     ``shared_start_dir`` for methods that share the start. ``round_args``: those of ``run_round``
     (``fraction`` is taken from ``schedule``)."""
-    from slicepick.pairing import copy_shared_start
+    from slicepick.pairing import ROUND_FILES, copy_shared_start
 
     method_dir = Path(method_dir)
     for k in range(rounds):

@@ -81,7 +81,8 @@ def train_config(training: dict, method_cfg: dict, seed: int) -> TrainConfig:
                        batch_size=int(training["batch_size"]), lr=float(training["lr"]),
                        augment=training.get("augment", {}), seed=seed,
                        min_steps=int(training.get("min_steps", 0)),
-                       loss=training.get("loss", "dice"))
+                       loss=training.get("loss", "dice"),
+                       lr_schedule=training.get("lr_schedule", "constant"))
 
 
 def train_round(store_dir, selection_csv, out_model, out_log, out_metrics, *, previous_model=None,

@@ -21,8 +21,8 @@ def test_tumour_free_slices_train_a_clearly_worse_model(tiny_store, tmp_path):
     pool = tiny_store.pool_ids
     has_tumour = (np.asarray(tiny_store.labels[pool]) != 0).any(axis=(1, 2))
     blank = pool[~has_tumour]
-    n = min(len(blank), 12)
-    assert n >= 8, "the tiny data should have tumour-free slices"
+    n = min(len(blank), 20)  # 20 random slices hold a few tumour slices (7 of 20 here, 4 of 12)
+    assert n >= 16, "the tiny data should have tumour-free slices"
     random = np.sort(np.random.default_rng(0).choice(pool, n, replace=False))
     assert has_tumour[np.searchsorted(pool, random)].any()
     blank_dice = _wt_dice(tiny_store, blank[:n], tmp_path, "blank")

@@ -42,3 +42,20 @@ def test_several_tissue_intensities_inside_the_brain():
     t2 = t2 / t2.max()
     hist, _ = np.histogram(t2, bins=10)
     assert (hist > 0.02 * t2.size).sum() >= 3  # grey, white matter and CSF modes
+
+
+def test_lesion_look_fades_across_its_outline_and_the_outline_shifts():
+    from slicepick.data.synthetic import EDGE_SHIFT, _fading_edge
+
+    grid = np.meshgrid(*[np.arange(32, dtype=float)] * 2, indexing="ij")
+    disc = (grid[0] - 16) ** 2 + (grid[1] - 16) ** 2 <= 8 ** 2
+    midpoints = []
+    for draw in range(20):
+        look = _fading_edge(np.random.default_rng(draw), disc)
+        assert look[16, 16] > 0.99 and look[0, 0] < 0.01  # full inside, nothing far outside
+        row = look[16, 16:]  # from the centre outwards: falls monotonically, over more than one voxel
+        assert np.all(np.diff(row) <= 0) and ((row > 0.1) & (row < 0.9)).sum() >= 1
+        midpoints.append(np.interp(0.5, row[::-1], np.arange(16)[::-1]))  # where the look is half gone
+    # the drawn outline (radius 8, between voxels 8 and 9) sits inside or outside the ramp's middle
+    offsets = np.array(midpoints) - 8.5
+    assert np.abs(offsets).max() <= EDGE_SHIFT + 0.5 and offsets.min() < -0.1 and offsets.max() > 0.1

@@ -10,12 +10,21 @@ from slicepick.training import TrainConfig, predict_classes, train_segmentation
 FEATURES = [4, 8, 8, 16, 16, 4]
 
 
-def _train(store, tmp_path, epochs, seed=0, name="a", model=None):
+def _stop_at(epoch_to_stop):
+    def on_epoch_start(model, epoch, epochs):
+        if epoch == epoch_to_stop:
+            raise KeyboardInterrupt  # the job is killed here; its last checkpoint is on disk
+    return on_epoch_start
+
+
+def _train(store, tmp_path, epochs, seed=0, name="a", model=None, lr_schedule="constant", stop_at_epoch=None):
     torch.manual_seed(seed)
     model = model or build_unet(4, 4, FEATURES)
-    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=1e-2, augment={"enabled": True}, seed=seed)
+    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=1e-2, augment={"enabled": True}, seed=seed,
+                      lr_schedule=lr_schedule)
     history = train_segmentation(model, store, store.pool_ids[:24], cfg, device="cpu",
-                                 log_csv=tmp_path / f"{name}.csv", checkpoint=tmp_path / f"{name}.ckpt", run_id=name)
+                                 log_csv=tmp_path / f"{name}.csv", checkpoint=tmp_path / f"{name}.ckpt", run_id=name,
+                                 on_epoch_start=None if stop_at_epoch is None else _stop_at(stop_at_epoch))
     return model, history
 
 
@@ -39,12 +48,15 @@ def test_same_seed_same_weights_other_seed_differs(tiny_store, tmp_path):
     assert any(not torch.equal(va, vc) for va, vc in zip(a.state_dict().values(), c.state_dict().values()))
 
 
-def test_resume_from_checkpoint_is_bit_exact(tiny_store, tmp_path):
-    full, _ = _train(tiny_store, tmp_path, 4, name="full")
-    # an interrupted run: 2 of 4 epochs done, then the job starts again with a fresh process state
-    _train(tiny_store, tmp_path, 2, name="resumed")
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_resume_from_checkpoint_is_bit_exact(tiny_store, tmp_path, lr_schedule):
+    full, _ = _train(tiny_store, tmp_path, 4, name="full", lr_schedule=lr_schedule)
+    # an interrupted run: killed after 2 of its 4 epochs, then the job starts again with a fresh process state
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_store, tmp_path, 4, name="resumed", lr_schedule=lr_schedule, stop_at_epoch=2)
     torch.manual_seed(999)  # a restarted job does not share the RNG state of the killed one
-    resumed, history = _train(tiny_store, tmp_path, 4, name="resumed", model=build_unet(4, 4, FEATURES))
+    resumed, history = _train(tiny_store, tmp_path, 4, name="resumed", model=build_unet(4, 4, FEATURES),
+                              lr_schedule=lr_schedule)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     for va, vb in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(va, vb)
@@ -91,3 +103,29 @@ def test_losses_by_name():
     assert segmentation_loss("dice")(logits, labels) < foreground_dice
     with pytest.raises(ValueError, match="training.loss 'focal'"):
         segmentation_loss("focal")
+
+
+def test_learning_rate_schedules():
+    from slicepick.training import learning_rate
+
+    constant = TrainConfig(epochs=1, lr=1e-3)
+    assert learning_rate(constant, 0, 100) == learning_rate(constant, 99, 100) == 1e-3  # the paper's Adam
+    cosine = TrainConfig(epochs=1, lr=1e-3, lr_schedule="cosine")
+    rates = [learning_rate(cosine, step, 100) for step in range(100)]
+    assert rates[0] == pytest.approx(1e-3) and rates[50] == pytest.approx(5e-4)
+    assert all(a > b for a, b in zip(rates, rates[1:])) and 0 < rates[-1] < 1e-6  # falls to about 0
+    with pytest.raises(ValueError, match="training.lr_schedule must be one of"):
+        learning_rate(TrainConfig(epochs=1, lr_schedule="step"), 0, 10)
+
+
+def test_cosine_schedule_reaches_the_optimiser(tiny_store, tmp_path, monkeypatch):
+    seen = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, *args, **kwargs):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", Spy)
+    _train(tiny_store, tmp_path, 2, lr_schedule="cosine")  # 24 samples, batch 8: 6 steps
+    assert len(seen) == 6 and seen[0] == pytest.approx(1e-2) and seen == sorted(seen, reverse=True)

@@ -105,14 +105,36 @@ def train_config(training: dict, seed: int, n_samples: int) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in {**training, "epochs": epochs, "seed": seed}.items() if k in names})
 
 
-def training_volumes(store, chosen: pd.DataFrame, interpolation: str, sets, n_classes: int):
-    """Per training volume: its image (C, H, W, Z), training labels (H, W, Z) and labelled slices (Z,)."""
-    cases = [(case, rows.position.to_numpy()) for case, rows in chosen.groupby("case", sort=True)]
-    morph = {}
-    if interpolation == "morphological":  # every volume in one ITK child process
-        items = [(np.moveaxis(stack_case(store, c)[1], -1, 0), pos, itk_spacing(store.meta["cases"][c]["spacing_mm"]))
-                 for c, pos in cases]
-        morph = dict(zip([c for c, _ in cases], morphological_many(items)))
+def _annotated(chosen: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    return [(case, rows.position.to_numpy()) for case, rows in chosen.groupby("case", sort=True)]
+
+
+def morphological_fills(store, selections: dict) -> dict:
+    """ITK's fills for every selection of a job, ``{key: {case: (Z, H, W) labels}}``, in one child process.
+
+    The child pays ITK's import (seconds) once per job instead of once per selection.
+    """
+    keys, items = [], []
+    for key, chosen in selections.items():
+        for case, positions in _annotated(chosen):
+            keys.append((key, case))
+            items.append((np.moveaxis(stack_case(store, case)[1], -1, 0), positions,
+                          itk_spacing(store.meta["cases"][case]["spacing_mm"])))
+    fills: dict = {}
+    for (key, case), filled in zip(keys, morphological_many(items)):
+        fills.setdefault(key, {})[case] = filled
+    return fills
+
+
+def training_volumes(store, chosen: pd.DataFrame, interpolation: str, sets, n_classes: int, morph: dict | None = None):
+    """Per training volume: its image (C, H, W, Z), training labels (H, W, Z) and labelled slices (Z,).
+
+    ``morph``: this selection's ITK fills per case (``morphological_fills``), computed here when absent.
+    """
+    cases = _annotated(chosen)
+    if interpolation == "morphological" and morph is None:
+        morph = morphological_fills(store, {None: chosen})[None]
+    morph = morph or {}
     out = []
     for case, positions in cases:
         image, label = stack_case(store, case)
@@ -158,6 +180,7 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
     work.mkdir(parents=True, exist_ok=True)
     cfg = dict(alloc_cfg[f"training_{model_kind}"])
     frames, logs = [], []
+    fills = None  # ITK's fills of every selection, made on first use
     for selection, allocation in methods(alloc_cfg):
         chosen = plan[(plan.selection == selection) & (plan.allocation == allocation)]
         for interpolation in alloc_cfg["interpolations"]:
@@ -169,7 +192,13 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
                 log.info("%s: reusing the finished run in %s", tag, part)
                 scores, history = done.drop(columns="run_id"), pd.read_csv(part_log)
             else:
-                volumes = training_volumes(store, chosen, interpolation, sets, store.n_classes)
+                morph = None
+                if interpolation == "morphological":
+                    if fills is None:
+                        fills = morphological_fills(store, {m: plan[(plan.selection == m[0]) & (plan.allocation == m[1])]
+                                                            for m in methods(alloc_cfg)})
+                    morph = fills[(selection, allocation)]
+                volumes = training_volumes(store, chosen, interpolation, sets, store.n_classes, morph)
                 n_labelled = sum(int(v["labelled"].sum()) for v in volumes)
                 log.info("B=%d s=%d seed %d %s %s: %d annotated slices, %d labelled for training", budget, n_volumes,
                          seed, model_kind, tag, len(chosen), n_labelled)

@@ -40,7 +40,7 @@ else:
         log:
             f"{LOGS}/allocation/plan.log",
         benchmark:
-            f"benchmarks/{DATASET}/allocation/plan.tsv"
+            f"{BENCH}/allocation/plan.tsv"
         script:
             "../scripts/allocation_plan.py"
 
@@ -63,7 +63,7 @@ else:
         log:
             f"{LOGS}/allocation/B{{budget}}_s{{n_volumes}}/seed{{seed}}/{{model}}.log",
         benchmark:
-            f"benchmarks/{DATASET}/allocation/B{{budget}}_s{{n_volumes}}/seed{{seed}}/{{model}}.tsv"
+            f"{BENCH}/allocation/B{{budget}}_s{{n_volumes}}/seed{{seed}}/{{model}}.tsv"
         script:
             "../scripts/allocation_train.py"
 
@@ -98,7 +98,7 @@ else:
         log:
             f"{LOGS}/allocation/aggregate.log",
         benchmark:
-            f"benchmarks/{DATASET}/allocation/aggregate.tsv"
+            f"{BENCH}/allocation/aggregate.tsv"
         script:
             "../scripts/allocation_aggregate.py"
 
@@ -121,7 +121,7 @@ else:
         log:
             f"{LOGS}/allocation/nnunet_B{{budget}}_s{{n_volumes}}_seed{{seed}}.log",
         benchmark:
-            f"benchmarks/{DATASET}/allocation/nnunet_B{{budget}}_s{{n_volumes}}_seed{{seed}}.tsv"
+            f"{BENCH}/allocation/nnunet_B{{budget}}_s{{n_volumes}}_seed{{seed}}.tsv"
         script:
             "../scripts/allocation_nnunet.py"
 

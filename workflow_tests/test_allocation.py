@@ -319,7 +319,7 @@ def synthetic_metrics():
                             rows.append({"dataset": "t", "model": "2d", "budget": budget, "n_volumes": s,
                                          "slices_per_volume": budget / s, "selection": sel, "allocation": "equal",
                                          "interpolation": interp, "seed": seed, "case": f"c{i}", "region": "WT",
-                                         "dice": dice, "hd95": 1.0})
+                                         "dice": dice, "hd95": 1.0, "degenerate": False})
     return pd.DataFrame(rows)
 
 
@@ -341,6 +341,21 @@ def test_tables_pair_over_cases_and_correct_with_holm(tmp_path):
     report.heatmap(metrics, "2d", "random", tmp_path / "h.png", tmp_path / "h.pdf")
     report.dice_vs_volumes(metrics, "2d", tmp_path / "d.png", tmp_path / "d.pdf")
     assert (tmp_path / "h.png").stat().st_size > 0 and (tmp_path / "d.pdf").stat().st_size > 0
+
+
+def test_degenerate_models_are_marked_in_tables_and_heat_maps(tmp_path):
+    from slicepick.allocation import report
+
+    metrics = synthetic_metrics()
+    metrics.loc[(metrics.seed == 1) & (metrics.selection == "fixed_interval") & (metrics.n_volumes == 2), "degenerate"] = True
+    sel = report.selection_table(metrics)
+    marked = sel[sel.dice_b.str.endswith("†1")]
+    assert len(marked) == 2 and set(marked.n_volumes) == {2}  # both budgets at s = 2; one of two seeds
+    assert not sel.dice_a.str.contains("†").any()
+    report.write_table(sel, "selection", tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
+    assert "†k: k of the seeds' models are degenerate" in (tmp_path / "s.md").read_text()
+    report.heatmap(metrics, "2d", "fixed_interval", tmp_path / "h.png", tmp_path / "h.pdf")
+    assert (tmp_path / "h.png").stat().st_size > 0
 
 
 def test_3d_patches_and_sliding_window_keep_shapes_and_learn_only_from_labelled_slices():

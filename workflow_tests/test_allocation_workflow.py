@@ -11,7 +11,7 @@ CFG = yaml.safe_load(CONFIG.read_text())
 ALLOC = CFG["allocation"]
 METHODS = ["random", "fixed_interval", "ual", "ual_free"]
 COLUMNS = ["dataset", "model", "budget", "n_volumes", "slices_per_volume", "selection", "allocation",
-           "interpolation", "seed", "case", "region", "dice", "hd95"]
+           "interpolation", "seed", "case", "region", "dice", "hd95", "degenerate"]
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +35,8 @@ def test_metrics_are_tidy_and_complete(allocation_run):
                                                                ("ual", "equal"), ("ual", "free")}
     assert (metrics.budget == (metrics.slices_per_volume * metrics.n_volumes).round()).all()
     assert metrics.dice.between(0, 1).all() and (metrics.hd95 >= 0).all()
+    run = ["model", "budget", "n_volumes", "seed", "selection", "allocation", "interpolation"]
+    assert metrics.degenerate.dtype == bool and (metrics.groupby(run).degenerate.nunique() == 1).all()  # one flag a model
 
 
 def test_selections_meet_the_budget(allocation_run):

@@ -21,7 +21,7 @@ from slicepick.allocation.interpolation import (fill_between, itk_spacing, morph
 from slicepick.allocation.selection import choose_volumes, select
 from slicepick.allocation.volume3d import build_unet3d, predict_volume, stack_case, train_volumes
 from slicepick.data.prepare import SliceStore
-from slicepick.evaluation import dice_hd95, evaluate_model, region_masks
+from slicepick.evaluation import dice_hd95, evaluate_model, is_degenerate, region_masks
 from slicepick.models import build_seeded, pick_device, unet_spec
 from slicepick.seeding import stream_seed
 from slicepick.training import TrainConfig, fingerprint, train_segmentation
@@ -29,7 +29,7 @@ from slicepick.training import TrainConfig, fingerprint, train_segmentation
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["dataset", "model", "budget", "n_volumes", "slices_per_volume", "selection", "allocation",
-                  "interpolation", "seed", "case", "region", "dice", "hd95"]
+                  "interpolation", "seed", "case", "region", "dice", "hd95", "degenerate"]
 SELECTION_COLUMNS = ["budget", "n_volumes", "seed", "selection", "allocation", "case", "sample_id", "z", "position"]
 
 
@@ -146,17 +146,24 @@ def training_volumes(store, chosen: pd.DataFrame, interpolation: str, sets, n_cl
 
 
 def evaluate_3d(model, store, device, cfg3d: dict, percentile: float) -> pd.DataFrame:
-    """Per test case and region: Dice and HD of the 3D model's prediction (whole volume or sliding window)."""
+    """Per test case and region: Dice and HD of the 3D model's prediction (whole volume or sliding window),
+    with the model's ``degenerate`` flag (``evaluation.is_degenerate``), as the 2D evaluation has."""
     meta, rows = store.meta, []
+    background_px = foreground_on_background = predicted_foreground = 0
     for case in store.case_ids("test"):
         image, ref = stack_case(store, case)
         pred = predict_volume(model, image, device, cfg3d.get("patch_size"), int(cfg3d.get("sw_batch_size", 1)),
                               float(cfg3d.get("overlap", 0.25)))
+        background_px += int((ref == 0).sum())
+        foreground_on_background += int(((pred != 0) & (ref == 0)).sum())
+        predicted_foreground += int((pred != 0).sum())
         pr, rr = (region_masks(x, meta["regions"], meta["label_values"]) for x in (pred, ref))
         for region in meta["regions"]:
             dice, hd = dice_hd95(pr[region], rr[region], meta["cases"][case]["spacing_mm"], percentile)
             rows.append({"case": case, "region": region, "dice": dice, "hd95": hd})
-    return pd.DataFrame(rows)
+    scores = pd.DataFrame(rows)
+    scores["degenerate"] = is_degenerate(foreground_on_background / max(background_px, 1), predicted_foreground)
+    return scores
 
 
 def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, budget: int, n_volumes: int,
@@ -228,6 +235,9 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
             frames.append(scores.assign(**meta)[METRIC_COLUMNS])
             logs.append(history.assign(selection=selection, allocation=allocation, interpolation=interpolation))
             summary = scores.groupby("region").dice.mean()
+            if scores.degenerate.any():
+                log.warning("B=%d s=%d seed %d %s %s: degenerate model (foreground on more than half of the test "
+                            "background, or none): it has not learned", budget, n_volumes, seed, model_kind, tag)
             log.info("B=%d s=%d seed %d %s %s: %s", budget, n_volumes, seed, model_kind, tag,
                      "; ".join(f"{r} Dice {d:.3f}" for r, d in summary.items()))
     metrics = pd.concat(frames, ignore_index=True)

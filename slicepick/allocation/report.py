@@ -67,9 +67,12 @@ def paired_test(a: pd.Series, b: pd.Series) -> dict:
 
 
 def seed_spread(rows: pd.DataFrame) -> str:
-    """'mean ± std (n seeds)' of the per-seed Dice (each seed: mean over cases and regions)."""
+    """'mean ± std (n seeds)' of the per-seed Dice (each seed: mean over cases and regions), with
+    '†k' when k of those seeds' models are degenerate (untrained)."""
     per_seed = rows.groupby("seed").dice.mean()
-    return f"{per_seed.mean():.3f} ± {per_seed.std(ddof=1) if len(per_seed) > 1 else 0.0:.3f} ({len(per_seed)})"
+    text = f"{per_seed.mean():.3f} ± {per_seed.std(ddof=1) if len(per_seed) > 1 else 0.0:.3f} ({len(per_seed)})"
+    degenerate = int(rows.groupby("seed").degenerate.any().sum()) if "degenerate" in rows else 0
+    return f"{text} †{degenerate}" if degenerate else text
 
 
 def factor_table(metrics: pd.DataFrame, factor: str, keys: list[str], order=()) -> pd.DataFrame:
@@ -135,7 +138,9 @@ def write_table(table: pd.DataFrame, name: str, out_csv, out_md, out_tex) -> Non
     """CSV, Markdown and LaTeX, with a caption saying what is paired."""
     caption = (f"{CAPTIONS[name]}. Dice: mean ± std over seeds (n seeds), each seed averaged over test cases and "
                "regions. Two-sided Wilcoxon signed-rank test paired over test cases (each case: mean over regions "
-               "and seeds), n = test cases; p_holm: Holm's correction over all tests of this table.")
+               "and seeds), n = test cases; p_holm: Holm's correction over all tests of this table. †k: k of the seeds' "
+               "models are degenerate (foreground on more than half of the test background, or none: not trained), "
+               "so that comparison says nothing about the factor.")
     shown = table.copy()
     for col in ("mean_a", "mean_b", "statistic"):
         if col in shown:
@@ -162,19 +167,22 @@ def heatmap(metrics: pd.DataFrame, model: str, method: str, png, pdf) -> None:
     sub = m[(m.model == model) & (m.method == method) & (m.interpolation == "none")]
     grid = sub.groupby(["n_volumes", "slices_per_volume"]).dice.mean().unstack()
     budgets = sub.groupby(["n_volumes", "slices_per_volume"]).budget.first().unstack()
+    untrained = sub.groupby(["n_volumes", "slices_per_volume"]).degenerate.any().unstack().fillna(False).astype(bool)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * grid.shape[1], 1.0 + 0.7 * grid.shape[0]))
     im = ax.imshow(grid.to_numpy(float), cmap="viridis", origin="lower", vmin=0, vmax=1, aspect="auto")
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             v = grid.iat[i, j]
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}\nB={int(budgets.iat[i, j])}", ha="center", va="center", fontsize=7,
+                mark = "†" if untrained.iat[i, j] else ""
+                ax.text(j, i, f"{v:.2f}{mark}\nB={int(budgets.iat[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if v < 0.6 else "black")
     ax.set_xticks(range(grid.shape[1]), [f"{r:g}" for r in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [str(s) for s in grid.index])
     ax.set_xlabel("slices per volume ρ")
     ax.set_ylabel("volumes s")
-    ax.set_title(f"{model} U-Net, {method}: mean Dice over {sub.seed.nunique()} seed(s)", fontsize=9)
+    note = "; †: a degenerate (untrained) model" if sub.degenerate.any() else ""
+    ax.set_title(f"{model} U-Net, {method}: mean Dice over {sub.seed.nunique()} seed(s){note}", fontsize=9)
     fig.colorbar(im, ax=ax, label="Dice")
     _save(fig, png, pdf)
 

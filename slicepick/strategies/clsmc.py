@@ -29,12 +29,12 @@ round and seed reads it (``INPUTS``).
 
 Bounded memory at paper scale (BraTS: about 36,000 pool slices):
 
-- clustering: the merges are restricted to a k-nearest-neighbour graph (``NEIGHBOURS``,
-  scikit-learn's ``connectivity``; components the graph leaves apart are joined by their closest
-  pair of points), memory N * k, at every pool size, so small and paper-scale runs cluster the same
-  way (full agglomerative clustering holds N^2 / 2 distances: 5 GB at 36,000). A documented
-  deviation from full Ward: it agrees with full Ward on VAE-like latents (adjusted Rand index >= 0.9,
-  tested; ``full_max`` above N gives exact Ward);
+- clustering: up to ``FULL_LINKAGE_MAX`` latents, full agglomerative clustering (SciPy holds the
+  condensed distance matrix, N^2 / 2 values: 100 MB at 5,000). Above that, the merges are
+  restricted to a k-nearest-neighbour graph (``NEIGHBOURS``, scikit-learn's ``connectivity``;
+  components the graph leaves apart are joined by their closest pair of points), memory N * k.
+  A documented deviation from full Ward: it agrees with full Ward on VAE-like latents
+  (adjusted Rand index >= 0.9, tested);
 - max-cover: similarity rows are computed on demand from the cluster's latents, in blocks
   (``maxcover.greedy_max_cover_rows``), never the cluster x cluster matrix. Every member is a
   candidate, but in a cluster of more than ``UNIVERSE_MAX`` members the universe to cover is a
@@ -59,7 +59,7 @@ from slicepick.strategies.base import SuggestionContext, check_request, with_def
 
 USES_MODEL = False
 INPUTS = ("ranking",)  # the cached ranking of the pool (rule clsmc_ranking, from the VAE latents)
-FULL_LINKAGE_MAX = 0  # above this many latents, merges follow a k-nearest-neighbour graph (0: always)
+FULL_LINKAGE_MAX = 5000  # above this many latents, merges follow a k-nearest-neighbour graph
 NEIGHBOURS = 10
 UNIVERSE_MAX = 2000  # max-cover inside a larger cluster covers a systematic sample of this many members
 DEFAULTS = {"n_clusters": 10, "linkage": "ward", "latent_dim": 3}  # latent_dim: which VAE latents (workflow inputs)

@@ -14,6 +14,8 @@ choice of slices can matter (DESIGN.md section 3):
 * tumours: one or two lesions of very different size (a few voxels to a third of the brain),
   irregular outlines, a contrast that goes from conspicuous to faint (the lesion's intensities are
   blended with the tissue around it); the enhancing rim and the necrotic core are not always present;
+* outlines: the lesion's look fades across its edge and the label's outline sits at a point of the
+  fade that varies per lesion (``_fading_edge``), as raters' outlines do;
 * mimics: bright non-tumour spots (vessels, gliosis) in some modalities, so that "bright on FLAIR"
   is not enough.
 """

@@ -19,7 +19,6 @@ Imports neither torch nor MONAI (a table job).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import matplotlib
 
@@ -30,6 +29,7 @@ import pandas as pd  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
 from slicepick.data.store import SliceStore  # noqa: E402
+from slicepick.files import replace_atomically  # noqa: E402
 
 COLUMNS = ["method", "seed", "round", "n_selected", "n_added", "foreground_share", "mean_foreground_px",
            "n_cases", "adjacent_share", "latent_coverage"]
@@ -90,9 +90,7 @@ def selection_stats(selection_paths, store_dir, latents_path=None) -> pd.DataFra
 def write_selection_stats(stats: pd.DataFrame, out_csv, out_md) -> None:
     for path, text in ((out_csv, stats.to_csv(index=False)),
                        (out_md, stats.to_markdown(index=False, floatfmt=".3f") + "\n")):
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        replace_atomically(path, lambda tmp, text=text: tmp.write_text(text))
 
 
 PANELS = [("foreground_share", "slices with any label (share)"), ("n_cases", "distinct volumes"),

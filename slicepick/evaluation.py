@@ -62,6 +62,27 @@ def is_degenerate(foreground_on_background: float, predicted_foreground: int) ->
     return foreground_on_background > DEGENERATE_BACKGROUND_SHARE or predicted_foreground == 0
 
 
+class ForegroundTally:
+    """What ``is_degenerate`` looks at, summed over the test cases: background pixels, predicted
+    foreground on them, and predicted foreground in all."""
+
+    def __init__(self):
+        self.background_px = self.foreground_on_background = self.predicted_foreground = 0
+
+    def add(self, pred: np.ndarray, ref: np.ndarray) -> None:
+        self.background_px += int((ref == 0).sum())
+        self.foreground_on_background += int(((pred != 0) & (ref == 0)).sum())
+        self.predicted_foreground += int((pred != 0).sum())
+
+    @property
+    def background_share(self) -> float:
+        return self.foreground_on_background / max(self.background_px, 1)
+
+    @property
+    def degenerate(self) -> bool:
+        return is_degenerate(self.background_share, self.predicted_foreground)
+
+
 def predict_volume(model, store, case: str, device) -> np.ndarray:
     """Argmax class volume ``(H, W, Z')`` of one case in store space (its stored slices, in order)."""
     return np.moveaxis(predict_classes(model, store, store.case_samples(case), device), 0, -1)
@@ -74,27 +95,23 @@ def evaluate_model(model, store, device, percentile: float = 95.0) -> pd.DataFra
     Every row also carries the model's ``degenerate`` flag (see ``is_degenerate``), with the
     numbers behind it over the whole test set (``foreground_on_background``, ``predicted_foreground``).
     """
-    rows = []
+    rows, tally = [], ForegroundTally()
     meta = store.meta
-    background_px = foreground_on_background = predicted_foreground = 0
     for case in store.case_ids("test"):
         case_meta = meta["cases"][case]
         pred = store_to_ras(predict_volume(model, store, case, device), case_meta)
         ref = store.reference_labels(case)
         spacing = case_meta["original_spacing_mm"]
-        background_px += int((ref == 0).sum())
-        foreground_on_background += int(((pred != 0) & (ref == 0)).sum())
-        predicted_foreground += int((pred != 0).sum())
+        tally.add(pred, ref)
         pred_regions = region_masks(pred, meta["regions"], meta["label_values"])
         ref_regions = region_masks(ref, meta["regions"], meta["label_values"])
         for region in meta["regions"]:
             dice, hd = dice_hd95(pred_regions[region], ref_regions[region], spacing, percentile)
             rows.append({"case": case, "region": region, "dice": dice, "hd95": hd})
     scores = pd.DataFrame(rows)
-    share = foreground_on_background / max(background_px, 1)
-    scores["degenerate"] = is_degenerate(share, predicted_foreground)
-    scores["foreground_on_background"] = share
-    scores["predicted_foreground"] = predicted_foreground
+    scores["degenerate"] = tally.degenerate
+    scores["foreground_on_background"] = tally.background_share
+    scores["predicted_foreground"] = tally.predicted_foreground
     return scores
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from slicepick.files import replace_atomically, write_csv
+
 log = logging.getLogger(__name__)
 
 # The files of one round's folder, by the keys the rules and ``copy_shared_start`` name them with.
@@ -21,13 +23,7 @@ def copy_shared_start(src: dict, dst: dict, method: str, log_path=None) -> None:
     """Copy the shared start's ``selection``, ``model``, ``log_csv`` and ``metrics`` files (keys of
     ``src`` and ``dst``) into a method's round-0 folder; its metrics rows then name the method."""
     for key in ("selection", "model", "log_csv"):
-        tmp = Path(str(dst[key]) + ".tmp")
-        shutil.copyfile(src[key], tmp)
-        tmp.replace(dst[key])
-    metrics = pd.read_csv(src["metrics"])
-    metrics["method"] = method
-    tmp = Path(str(dst["metrics"]) + ".tmp")
-    metrics.to_csv(tmp, index=False)
-    tmp.replace(dst["metrics"])
+        replace_atomically(dst[key], lambda tmp, key=key: shutil.copyfile(src[key], tmp))
+    write_csv(pd.read_csv(src["metrics"]).assign(method=method), dst["metrics"])
     if log_path:
         Path(log_path).write_text(f"{method}: round 0 is the shared start {Path(src['model']).parent}\n")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from slicepick.data.store import SliceStore
+from slicepick.files import write_csv
 from slicepick.joblog import mark_useful_start
 from slicepick.models import load_model, pick_device, save_model, unet_spec
 from slicepick.seeding import rng_for, stream_seed
@@ -53,9 +54,7 @@ def write_selection(path, store: SliceStore, ids_by_round: pd.DataFrame) -> None
         "z": index.loc[ids_by_round.sample_id, "z"].to_numpy(),
         "round_added": ids_by_round.round_added.astype(int).to_numpy(),
     })
-    tmp = Path(str(path) + ".tmp")
-    out.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_csv(out, path)
 
 
 def make_initial_selection(store_dir, out_csv, *, method: str, method_cfg: dict, seed: int, schedule,
@@ -190,9 +189,7 @@ def write_metrics(model, store: SliceStore, device, out_csv, *, dataset: str, me
     scores.insert(0, "seed", seed)
     scores.insert(0, "method", method)
     scores.insert(0, "dataset", dataset)
-    tmp = Path(str(out_csv) + ".tmp")
-    scores.to_csv(tmp, index=False)
-    tmp.replace(out_csv)
+    write_csv(scores, out_csv)
     if scores.degenerate.any():
         log.warning("%s seed %d round %d: DEGENERATE model (foreground on %.1f%% of the test set's background "
                     "pixels; %d foreground pixels in all): it has not learned", method, seed, round_index,

@@ -217,12 +217,12 @@ def train_segmentation(model: torch.nn.Module, store, sample_ids, cfg: TrainConf
             log.info("resuming from %s after epoch %d", checkpoint, start_epoch)
         else:
             log.info("ignoring checkpoint %s from another run", checkpoint)
+    batches = math.ceil(len(sample_ids) / cfg.batch_size)
     log.info("training on %d samples: %d epochs of %d batches (%s loss, floor %d steps)", len(sample_ids), epochs,
-             math.ceil(len(sample_ids) / cfg.batch_size), cfg.loss, cfg.min_steps)
+             batches, cfg.loss, cfg.min_steps)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     first_step = start_epoch == 0
-    batches = math.ceil(len(sample_ids) / cfg.batch_size)
     for epoch in range(start_epoch, epochs):
         generator.manual_seed(stream_seed(cfg.seed, "epoch", epoch))
         if on_epoch_start is not None:

@@ -8,7 +8,6 @@ job every run starts from the same weights and differs only in its training slic
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import fields
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from slicepick.allocation.interpolation import (fill_between, itk_spacing, morph
 from slicepick.allocation.selection import choose_volumes, select
 from slicepick.allocation.volume3d import build_unet3d, predict_volume, stack_case, train_volumes
 from slicepick.data.prepare import SliceStore
-from slicepick.evaluation import dice_hd95, evaluate_model, is_degenerate, region_masks
+from slicepick.evaluation import ForegroundTally, dice_hd95, evaluate_model, region_masks
+from slicepick.files import write_csv
 from slicepick.models import build_seeded, pick_device, unet_spec
 from slicepick.seeding import stream_seed
 from slicepick.training import TrainConfig, fingerprint, train_segmentation
@@ -43,12 +43,6 @@ def methods(alloc_cfg: dict) -> list[tuple[str, str]]:
     if "ual" in alloc_cfg["selections"]:
         out += [("ual", a) for a in alloc_cfg.get("ual_allocations", ["equal"]) if a != "equal"]
     return out
-
-
-def _atomic_csv(frame: pd.DataFrame, path) -> None:
-    tmp = Path(str(path) + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
 
 
 def plan_selections(store_dir, out_csv, *, alloc_cfg: dict, seeds) -> pd.DataFrame:
@@ -84,7 +78,7 @@ def plan_selections(store_dir, out_csv, *, alloc_cfg: dict, seeds) -> pd.DataFra
             log.info("cell B=%d s=%d seed %d: volumes %s, slices per volume %s", budget, s, seed, volumes,
                      slices_per_volume(budget, s))
     out = pd.DataFrame(rows, columns=SELECTION_COLUMNS)
-    _atomic_csv(out, out_csv)
+    write_csv(out, out_csv)
     return out
 
 
@@ -95,14 +89,11 @@ class ArraySlices:
         self.images, self.labels = images, labels
 
 
-def train_config(training: dict, seed: int, n_samples: int) -> TrainConfig:
-    """TrainConfig from a config block, keeping only the fields this version of TrainConfig has
-    (``min_steps`` and ``loss`` pass through where it has them). The step floor is also applied
-    here, as epochs, so that a small training set gets the same number of steps either way."""
+def train_config(training: dict, seed: int) -> TrainConfig:
+    """TrainConfig from a ``training_2d`` block (its ``min_steps`` floor is applied by the training
+    loop, ``training.epochs_for``); keys TrainConfig does not have (3D-only ones) are left out."""
     names = {f.name for f in fields(TrainConfig)}
-    per_epoch = math.ceil(n_samples / int(training.get("batch_size", 32)))
-    epochs = max(int(training["epochs"]), math.ceil(int(training.get("min_steps") or 0) / max(per_epoch, 1)))
-    return TrainConfig(**{k: v for k, v in {**training, "epochs": epochs, "seed": seed}.items() if k in names})
+    return TrainConfig(**{k: v for k, v in {**training, "seed": seed}.items() if k in names})
 
 
 def _annotated(chosen: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
@@ -148,21 +139,18 @@ def training_volumes(store, chosen: pd.DataFrame, interpolation: str, sets, n_cl
 def evaluate_3d(model, store, device, cfg3d: dict, percentile: float) -> pd.DataFrame:
     """Per test case and region: Dice and HD of the 3D model's prediction (whole volume or sliding window),
     with the model's ``degenerate`` flag (``evaluation.is_degenerate``), as the 2D evaluation has."""
-    meta, rows = store.meta, []
-    background_px = foreground_on_background = predicted_foreground = 0
+    meta, rows, tally = store.meta, [], ForegroundTally()
     for case in store.case_ids("test"):
         image, ref = stack_case(store, case)
         pred = predict_volume(model, image, device, cfg3d.get("patch_size"), int(cfg3d.get("sw_batch_size", 1)),
                               float(cfg3d.get("overlap", 0.25)))
-        background_px += int((ref == 0).sum())
-        foreground_on_background += int(((pred != 0) & (ref == 0)).sum())
-        predicted_foreground += int((pred != 0).sum())
+        tally.add(pred, ref)
         pr, rr = (region_masks(x, meta["regions"], meta["label_values"]) for x in (pred, ref))
         for region in meta["regions"]:
             dice, hd = dice_hd95(pr[region], rr[region], meta["cases"][case]["spacing_mm"], percentile)
             rows.append({"case": case, "region": region, "dice": dice, "hd95": hd})
     scores = pd.DataFrame(rows)
-    scores["degenerate"] = is_degenerate(foreground_on_background / max(background_px, 1), predicted_foreground)
+    scores["degenerate"] = tally.degenerate
     return scores
 
 
@@ -213,7 +201,7 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
                     images = np.concatenate([np.moveaxis(v["image"], -1, 0)[v["labelled"]] for v in volumes])
                     labels = np.concatenate([np.moveaxis(v["label"], -1, 0)[v["labelled"]] for v in volumes])
                     model = build_seeded(unet_spec(store.n_channels, store.n_classes, unet_features), init_seed)
-                    tc = train_config({**cfg, "augment": augment}, train_seed, len(images))
+                    tc = train_config({**cfg, "augment": augment}, train_seed)
                     checkpoint = work / f"{tag}.checkpoint.pt"
                     history = pd.DataFrame(train_segmentation(
                         model, ArraySlices(images, labels), np.arange(len(images)), tc, device=dev,
@@ -227,8 +215,8 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
                     scores = evaluate_3d(model, store, dev, cfg, hd_percentile)
                 else:
                     raise AllocationError(f"allocation: unknown model '{model_kind}' (2d | 3d)")
-                _atomic_csv(history, part_log)
-                _atomic_csv(scores.assign(run_id=run_id), part)
+                write_csv(history, part_log)
+                write_csv(scores.assign(run_id=run_id), part)
             meta = {"dataset": dataset, "model": model_kind, "budget": budget, "n_volumes": n_volumes,
                     "slices_per_volume": round(budget / n_volumes, 4), "selection": selection,
                     "allocation": allocation, "interpolation": interpolation, "seed": seed}
@@ -241,8 +229,8 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
             log.info("B=%d s=%d seed %d %s %s: %s", budget, n_volumes, seed, model_kind, tag,
                      "; ".join(f"{r} Dice {d:.3f}" for r, d in summary.items()))
     metrics = pd.concat(frames, ignore_index=True)
-    _atomic_csv(pd.concat(logs, ignore_index=True), out_log)
-    _atomic_csv(metrics, out_metrics)
+    write_csv(pd.concat(logs, ignore_index=True), out_log)
+    write_csv(metrics, out_metrics)
     for part in work.glob("*"):
         part.unlink()
     work.rmdir()

@@ -21,6 +21,7 @@ from scipy.stats import wilcoxon  # noqa: E402
 
 from slicepick.allocation.experiment import METRIC_COLUMNS  # noqa: E402
 from slicepick.allocation.interpolation import INTERPOLATIONS  # noqa: E402
+from slicepick.files import write_csv  # noqa: E402
 from slicepick.statistics import holm  # noqa: E402
 
 TEST_COLUMNS = ["n_cases", "mean_a", "mean_b", "statistic", "p_value", "p_holm"]
@@ -33,9 +34,7 @@ def collect(paths, out_csv) -> pd.DataFrame:
     if missing:
         raise ValueError(f"allocation aggregate: metrics files lack columns {missing}")
     metrics = metrics[METRIC_COLUMNS].sort_values(METRIC_COLUMNS[1:11]).reset_index(drop=True)
-    tmp = Path(str(out_csv) + ".tmp")
-    metrics.to_csv(tmp, index=False)
-    tmp.replace(out_csv)
+    write_csv(metrics, out_csv)
     return metrics
 
 

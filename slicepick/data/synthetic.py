@@ -98,8 +98,8 @@ def _fading_edge(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     """Visibility of a lesion, fading across its outline; where the annotator drew the line varies.
 
     Infiltrating edema has no sharp edge: the look of the lesion ramps down over a voxel or two, and
-    raters put the outline at different points of the ramp. Here the outline sits up to ``shift``
-    voxels inside or outside the ramp's midpoint, drawn per lesion, so no model can place every
+    raters put the outline at different points of the ramp. Here the outline sits up to
+    ``EDGE_SHIFT`` voxels inside or outside the ramp's midpoint, drawn per lesion, so no model can place every
     boundary exactly and a full-data model stays below Dice 1, as real inter-rater variation does.
     """
     signed = ndimage.distance_transform_edt(~mask) - ndimage.distance_transform_edt(mask)  # > 0 outside

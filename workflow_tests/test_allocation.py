@@ -379,3 +379,23 @@ def test_3d_patches_and_sliding_window_keep_shapes_and_learn_only_from_labelled_
     other = [{**volumes[0], "label": np.where(labelled[None, None, :], volumes[0]["label"], 0).astype(np.uint8)}]
     train_volumes(b, other, cfg, seed=1, device="cpu")
     assert all(torch.allclose(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_3d_training_pads_each_volume_as_inference_does():
+    # Padding every volume to the deepest one put up to 40% zero slices into the instance norm's
+    # statistics in training but not at inference: the model flooded the test volumes with tumour.
+    from slicepick.allocation.volume3d import build_unet3d, predict_volume, train_volumes
+
+    rng = np.random.default_rng(0)
+    volumes = [{"image": rng.normal(size=(2, 32, 32, z)).astype(np.float32),
+                "label": rng.integers(0, 3, size=(32, 32, z)).astype(np.uint8), "labelled": np.ones(z, bool)}
+               for z in (20, 40)]
+    model = build_unet3d(2, 3, [2, 2, 4, 4, 8, 2], seed=0)
+    seen = []
+    model.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
+    train_volumes(model, volumes, {"epochs": 1, "batch_size": 1, "lr": 1e-3, "lr_schedule": "cosine"}, seed=0,
+                  device="cpu")
+    assert sorted(s[-1] for s in seen) == [32, 48]
+    seen.clear()
+    predict_volume(model, volumes[0]["image"], "cpu")
+    assert seen[0][-1] == 32

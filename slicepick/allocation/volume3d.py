@@ -22,6 +22,7 @@ from monai.networks.nets import BasicUNet
 from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 from slicepick.seeding import stream_seed
+from slicepick.training import TrainConfig, learning_rate
 
 log = logging.getLogger(__name__)
 Z_MULTIPLE = 16
@@ -41,11 +42,13 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, 
     mask = mask.to(logits.dtype)
     onehot = F.one_hot(target[:, 0].long(), n_classes).movedim(-1, 1).to(logits.dtype)
     probs = logits.softmax(1)
-    loss = DiceLoss(to_onehot_y=False, softmax=False)(probs * mask, onehot * mask)
-    if kind == "dice_ce":
+    if kind == "dice":
+        loss = DiceLoss(to_onehot_y=False, softmax=False)(probs * mask, onehot * mask)
+    elif kind == "dice_ce":  # as the 2D loss: Dice over the foreground classes, cross-entropy per labelled voxel
+        loss = DiceLoss(to_onehot_y=False, softmax=False, include_background=False)(probs * mask, onehot * mask)
         ce = F.cross_entropy(logits, target[:, 0].long(), reduction="none") * mask[:, 0]
         loss = loss + ce.sum() / mask.sum().clamp_min(1.0)
-    elif kind != "dice":
+    else:
         raise ValueError(f"allocation: unknown loss '{kind}' (dice | dice_ce)")
     return loss
 
@@ -83,13 +86,15 @@ def _augmentation(augment: dict, patch_size):
 def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, seed: int, device) -> list[dict]:
     """Train on ``volumes`` (dicts of image (C, H, W, Z), label (H, W, Z), labelled (Z,) bool).
 
-    Runs max(epochs, ceil(min_steps / batches per epoch)) epochs; the data order and augmentation
-    come from ``seed``. Returns the per-epoch log (epoch, loss, seconds, n_samples).
+    Runs max(epochs, ceil(min_steps / batches per epoch)) epochs at ``lr`` (``lr_schedule`` constant, or
+    cosine to 0 as the 2D training); the data order and augmentation come from ``seed``. Returns the per-epoch log (epoch, loss, seconds, n_samples).
     """
     patch = cfg.get("patch_size")
-    depth = max(padded_depth(v["image"].shape[-1], patch[2] if patch else None) for v in volumes)
     items = []
     for v in volumes:
+        # each volume padded to its own depth, as at inference: extra zero slices would change the instance
+        # norm's statistics between training and test (a batch pads to its deepest member)
+        depth = padded_depth(v["image"].shape[-1], patch[2] if patch else None)
         mask = np.broadcast_to(v["labelled"][None, None, None, :], (1, *v["label"].shape)).astype(np.float32)
         items.append({"image": pad_depth(v["image"].astype(np.float32), depth),
                       "label": pad_depth(v["label"][None].astype(np.float32), depth),
@@ -98,8 +103,10 @@ def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, see
     batch = int(cfg.get("batch_size", 1))
     per_epoch = math.ceil(len(items) / batch)
     epochs = max(int(cfg["epochs"]), math.ceil(int(cfg.get("min_steps") or 0) / per_epoch))
-    model.to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=float(cfg.get("lr", 1e-3)))
+    model.to(device, memory_format=torch.channels_last_3d).train()  # 1.5x faster steps on CPU (benchmarks/README.md)
+    schedule = TrainConfig(epochs=epochs, lr=float(cfg.get("lr", 1e-3)), lr_schedule=cfg.get("lr_schedule", "constant"))
+    optimiser = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+    total_steps, step = epochs * per_epoch, 0
     history = []
     for epoch in range(epochs):
         epoch_seed = stream_seed(seed, "epoch", epoch)
@@ -112,9 +119,13 @@ def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, see
             if transform is not None:
                 picked = [transform(dict(it)) for it in picked]
                 picked = [p[0] if isinstance(p, list) else p for p in picked]
-            x = torch.stack([torch.as_tensor(np.asarray(p["image"])) for p in picked]).to(device)
-            y = torch.stack([torch.as_tensor(np.asarray(p["label"])) for p in picked]).to(device)
-            m = torch.stack([torch.as_tensor(np.asarray(p["mask"])) for p in picked]).to(device)
+            deepest = max(np.shape(p["image"])[-1] for p in picked)
+            x, y, m = (torch.stack([torch.as_tensor(pad_depth(np.asarray(p[k]), deepest)) for p in picked]).to(device)
+                       for k in ("image", "label", "mask"))
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate(schedule, step, total_steps)
+            step += 1
             optimiser.zero_grad()
             loss = masked_loss(model(x), y, m, cfg.get("loss", "dice"))
             loss.backward()

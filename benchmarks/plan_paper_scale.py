@@ -45,38 +45,60 @@ def stand_in_config(name: str) -> dict:
     }
 
 
-def plan(configfile: Path | None, overrides: dict, groups: dict, targets=()) -> dict:
-    """Dry-run one config (its default target, or ``targets``); returns counts and the plan's seconds."""
+def plan(configfile: Path | None, overrides: dict, profile: dict, targets=()) -> dict:
+    """Dry-run one config (its default target, or ``targets``) with a profile's groups and resources;
+    returns counts, the largest GPU and runtime request of one submission, and the plan's seconds."""
     from snakemake.api import SnakemakeApi
+    from snakemake.resources import Resources
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (ConfigSettings, DAGSettings, GroupSettings, OutputSettings,
                                           ResourceSettings)
 
+    limits = dict(item.split("=") for item in profile.get("resources", []))
+    scopes = dict(item.split("=") for item in profile.get("set-resource-scopes", []))
     t0 = time.perf_counter()
     with SnakemakeApi(OutputSettings(dryrun=True, quiet=set(Quietness))) as api:
         workflow_api = api.workflow(
-            resource_settings=ResourceSettings(),
+            resource_settings=ResourceSettings(
+                resources={k: int(v) for k, v in limits.items()}, overwrite_resource_scopes=scopes,
+                overwrite_resources={rule: Resources.from_mapping({k: v for k, v in res.items() if k in ("gpu", "runtime")})
+                                     for rule, res in profile["set-resources"].items()}),
             config_settings=ConfigSettings(configfiles=[configfile] if configfile else [], config=overrides),
             snakefile=REPO / "Snakefile", workdir=REPO)
         workflow_api.dag(DAGSettings(targets=set(targets))).execute_workflow(
-            executor="dryrun", group_settings=GroupSettings(overwrite_groups=groups))
+            executor="dryrun", group_settings=GroupSettings(overwrite_groups=profile["groups"]))
         seconds = time.perf_counter() - t0
         workflow = workflow_api._workflow
         dag = workflow.dag
         jobs = list(dag.jobs)
         # jobs that stay on the submitting host: localrules and rules with nothing to run (`all`)
-        remote = [j for j in jobs if not (j.rule.group is None and (j.rule.name in workflow._localrules or j.rule.norun))]
-        group_ids = {id(dag._group[j]) for j in remote if j in dag._group}
-        ungrouped = [j for j in remote if j not in dag._group]
-        return {"jobs": len(jobs), "cluster_jobs": len(remote), "submissions": len(group_ids) + len(ungrouped),
-                "seconds": seconds}
+        # (a grouped localrule, the shared start's copy, rides in its group's submission: not a job of its own)
+        remote = [j for j in jobs if not (j.rule.name in workflow._localrules or j.rule.norun)]
+        submissions = list({id(dag._group[j]): dag._group[j] for j in remote if j in dag._group}.values())
+        submissions += [j for j in remote if j not in dag._group]
+        requests = [(int(res.get("gpu", 0) or 0), float(res.get("runtime", 0) or 0))
+                    for res in map(submitted_resources, submissions)]
+        return {"jobs": len(jobs), "cluster_jobs": len(remote), "submissions": len(submissions), "seconds": seconds,
+                "max_gpus": max(g for g, _ in requests), "max_hours": max(r for _, r in requests) / 60}
+
+
+def submitted_resources(submission) -> dict:
+    """What one submission asks SLURM for. A group's request as Snakemake computes it for a cluster (the dry
+    run's own figure assumes local execution and adds up every job of a group)."""
+    from snakemake.jobs import GroupJob
+    from snakemake.resources import GroupResources
+
+    if not isinstance(submission, GroupJob):
+        return dict(submission.resources.items())
+    return GroupResources.basic_layered(toposorted_jobs=submission.toposorted, constraints=submission.global_resources,
+                                        run_local=False, additive_resources=["runtime"], sortby=["runtime"])
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="*", type=Path)
     args = parser.parse_args(argv)
-    groupings = {name: yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["groups"]
+    groupings = {name: yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
                  for name, profile in PROFILES.items()}
     with tempfile.TemporaryDirectory(prefix="plan-") as results:
         report(args.configs, groupings, {"results_dir": results})  # nothing exists there: every job is planned
@@ -106,13 +128,15 @@ def report(configs: list[Path], groupings: dict, empty: dict) -> None:
           + f" {'plan s':>7}")
     total = {"jobs": 0, "cluster_jobs": 0, "seconds": 0.0, **{g: 0 for g in names}}
     for label, configfile, overrides, *targets in runs:
-        rows = {g: plan(configfile, overrides, groups, *targets) for g, groups in groupings.items()}
+        rows = {g: plan(configfile, overrides, profile, *targets) for g, profile in groupings.items()}
         first = rows[names[0]]
         if any(r["cluster_jobs"] != first["cluster_jobs"] for r in rows.values()):
             raise RuntimeError(f"{label}: the groupings planned different jobs: {rows}")
         print(f"{label:<40} {first['jobs']:>6} {first['cluster_jobs']:>10} "
               + " ".join(f"{rows[g]['submissions']:>12} {rows[g]['submissions'] / first['cluster_jobs']:>7.3f}" for g in names)
               + f" {sum(r['seconds'] for r in rows.values()):>7.2f}")
+        for g in names:  # what one submission asks SLURM for, at the profile's per-rule values
+            print(f"    {g}: largest submission asks for {rows[g]['max_gpus']} GPU(s), {rows[g]['max_hours']:.0f} h")
         if targets:
             continue  # the allocation study: one job per grid cell, nothing to group; not in the GGS totals
         total["jobs"] += first["jobs"]

@@ -120,6 +120,27 @@ def test_neighbour_graph_ward_agrees_with_full_ward(seed):
     assert adjusted_rand_score(full, graph) >= 0.9
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_graph_ward_gives_scikit_learns_connectivity_ward(seed):
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    latents = vae_like_latents(1500, seed)
+    graph = clsmc.neighbour_graph(latents)
+    reference = AgglomerativeClustering(n_clusters=10, linkage="ward", connectivity=graph).fit_predict(latents)
+    assert adjusted_rand_score(reference, clsmc.graph_ward(latents, 10, graph)) >= 0.99
+
+
+def test_weighted_ward_on_unit_weights_is_scipys_ward():
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.metrics import adjusted_rand_score
+
+    latents = vae_like_latents(300, 4)
+    ours = clsmc.weighted_ward(np.ones(len(latents)), latents, 7)
+    assert len(np.unique(ours)) == 7
+    assert adjusted_rand_score(fcluster(linkage(latents, "ward"), 7, "maxclust"), ours) == 1.0
+
+
 def test_neighbour_graph_joins_far_apart_groups(recwarn):
     rng = np.random.default_rng(0)
     latents = np.concatenate([rng.normal(size=(50, 2)), 100 + rng.normal(size=(50, 2)), [[50.0, -300.0]]])

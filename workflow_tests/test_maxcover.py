@@ -6,7 +6,8 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from slicepick.maxcover import coverage, greedy_max_cover, greedy_max_cover_rows
+from slicepick.maxcover import (coverage, farthest_distance, greedy_max_cover, greedy_max_cover_points,
+                                greedy_max_cover_rows)
 
 # Rows: candidates, columns: universe. Row sums 4, 4, 6, 4 -> candidate 2 first; covered then
 # (0, 3, 3, 0): gains 4, 2, -, 2 -> candidate 0; covered (3, 3, 3, 1): gains 0 and 0 -> the lower
@@ -76,3 +77,23 @@ def test_rejects_bad_requests():
     with pytest.raises(ValueError, match="cannot choose 5 of 4"):
         greedy_max_cover(HAND, 5)
     assert greedy_max_cover(HAND, 0) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distance_cover_with_running_gains_chooses_as_the_full_matrix(seed):
+    # minus Euclidean distance, as ClsMC uses it; rounded latents give duplicates and exact ties, and k up to
+    # every candidate runs into the plateau where every gain is 0 (ties to the lowest index)
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(seed)
+    for trial in range(25):
+        n, d = int(rng.integers(1, 150)), int(rng.integers(1, 4))
+        points = rng.normal(size=(n, d))
+        if trial % 3 == 0:
+            points = np.round(points, 1)
+        universe = points[rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False)] if trial % 2 \
+            else rng.normal(size=(int(rng.integers(1, 100)), d))
+        k = int(rng.integers(0, n + 1))
+        assert farthest_distance(points, universe) == cdist(points, universe).max()
+        expected = greedy_max_cover(-cdist(points, universe), k)
+        assert greedy_max_cover_points(points, universe, k, chunk_elements=int(rng.integers(1, 3000))) == expected

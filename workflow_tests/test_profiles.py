@@ -70,18 +70,45 @@ def test_local_profile_plans_the_workflow():
 def test_chain_profile_differs_from_slurm_only_in_its_groups():
     chain = yaml.safe_load((REPO / "profiles" / "slurm-chain" / "config.yaml").read_text())
     assert {k: v for k, v in chain.items() if k != "groups"} == {k: v for k, v in SLURM.items() if k != "groups"}
-    assert set(chain["groups"]) == set(SLURM["groups"])  # the same rules, grouped by (method, seed) only
-    assert all("{round}" not in name for name in chain["groups"].values())
+    assert set(SLURM["groups"]) <= set(chain["groups"]) <= rule_names()
+    assert all("{round}" not in name and "{method}" not in name for name in chain["groups"].values())
+    # one GPU per submission, not per cluster: grouped network jobs queue for it inside their submission
+    assert SLURM["resources"] == ["gpu=1"] and SLURM["set-resource-scopes"] == ["gpu=local"]
 
 
-def test_chain_profile_submits_one_job_per_method_and_seed():
+def test_chain_profile_submits_whole_chains_with_the_paired_methods_together():
     out = dry_run("--profile", "profiles/slurm-chain", "--config", "chain_rounds=False")
     config = yaml.safe_load((REPO / "workflow_tests" / "config_tiny.yaml").read_text())
-    chains = {f"{m}-seed{s}" for m in config["methods"] for s in config["seeds"]}
-    chains |= {f"start-seed{s}" for s in config["seeds"]}  # the shared round 0 of each seed
-    groups = re.findall(r"Group job (\S+) \(jobs", out)
-    assert sorted(groups) == sorted(chains)  # each chain once: every round of a method and seed in one submission
-    # dal trains its own round 0 (random's is a copy of the shared start, made on the submitting host)
-    dal_chain = out.split("Group job dal-seed0 (jobs")[1].split("Group job")[0]
-    rounds = re.findall(r"output: .*runs/dal/seed0/round(\d+)/model.pt", dal_chain)
-    assert sorted(set(rounds)) == [str(k) for k in range(len(config["schedule"]))], dal_chain
+    blocks = out.split("Group job ")[1:]
+    seen = {}
+    for block in blocks:
+        name = block.split(" ", 1)[0]
+        methods = set(re.findall(r"wildcards: method=(\w+), seed=\d+, round=\d+", block))
+        starts = re.findall(r"rule train_start:", block)
+        seen.setdefault(name, []).append((frozenset(methods), len(starts)))
+        # every round of each method in the submission (random's round 0 is the shared start, copied in it)
+        for method in methods:
+            rounds = set(re.findall(rf"output: .*runs/{method}/seed\d+/round(\d+)/model.pt", block))
+            assert rounds == {str(k) for k in range(len(config["schedule"]))} or method == "full", (method, rounds)
+    paired = frozenset(m for m in config["methods"] if m in ("random", "ggs", "oracle"))
+    for seed in config["seeds"]:
+        subs = seen[f"seed{seed}"]
+        # the shared start and the chains that start from it: one submission; every other method one each
+        others = [m for m in config["methods"] if m not in paired]
+        expected = [(paired, 1)] + [(frozenset({m}), 0) for m in others]
+        assert len(subs) == len(expected) and set(subs) == set(expected), subs
+
+
+def test_plan_benchmark_counts_one_gpu_per_chain_submission(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import plan_paper_scale
+
+    profiles = {g: yaml.safe_load((REPO / "profiles" / f / "config.yaml").read_text())
+                for g, f in plan_paper_scale.PROFILES.items()}
+    config = REPO / "workflow_tests" / "config_tiny.yaml"
+    rows = {g: plan_paper_scale.plan(config, {"results_dir": str(tmp_path), "chain_rounds": False}, profile)
+            for g, profile in profiles.items()}
+    assert rows["round"]["cluster_jobs"] == rows["chain"]["cluster_jobs"]
+    assert rows["chain"]["submissions"] < rows["round"]["submissions"]
+    assert rows["round"]["max_gpus"] == rows["chain"]["max_gpus"] == 1
+    assert rows["chain"]["max_hours"] > rows["round"]["max_hours"]  # the paired chains run in series

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LIGHT_SCRIPTS = ["aggregate.py", "paper_tables.py", "ablation_table.py", "selection_stats.py", "latent_figure.py"]
+LIGHT_SCRIPTS = ["aggregate.py", "paper_tables.py", "ablation_table.py", "selection_stats.py", "latent_figure.py",
+                 "allocation_aggregate.py"]
 
 
 def imported_modules(script: Path) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slicepick.allocation.grid import cells, data_errors, slices_per_volume
+from slicepick.allocation.grid import METRIC_COLUMNS, SELECTION_COLUMNS, cells, data_errors, slices_per_volume
 from slicepick.allocation.interpolation import (fill_between, itk_spacing, morphological_many, region_sets,
                                                 require_itk)
 from slicepick.allocation.selection import choose_volumes, select
@@ -28,9 +28,6 @@ from slicepick.training import TrainConfig, fingerprint, train_segmentation
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ["dataset", "model", "budget", "n_volumes", "slices_per_volume", "selection", "allocation",
-                  "interpolation", "seed", "case", "region", "dice", "hd95", "degenerate"]
-SELECTION_COLUMNS = ["budget", "n_volumes", "seed", "selection", "allocation", "case", "sample_id", "z", "position"]
 
 
 class AllocationError(ValueError):

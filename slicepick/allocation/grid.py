@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import math
 
+# The study's tidy tables, here and not in experiment.py so that the aggregation job imports no torch
+METRIC_COLUMNS = ["dataset", "model", "budget", "n_volumes", "slices_per_volume", "selection", "allocation",
+                  "interpolation", "seed", "case", "region", "dice", "hd95", "degenerate"]
+SELECTION_COLUMNS = ["budget", "n_volumes", "seed", "selection", "allocation", "case", "sample_id", "z", "position"]
+
 
 def slices_per_volume(budget: int, n_volumes: int) -> list[int]:
     """Slices of each of the s volumes, in draw order; sums to ``budget`` exactly."""

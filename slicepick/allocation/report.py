@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import wilcoxon  # noqa: E402
 
-from slicepick.allocation.experiment import METRIC_COLUMNS  # noqa: E402
+from slicepick.allocation.grid import METRIC_COLUMNS  # noqa: E402
 from slicepick.allocation.interpolation import INTERPOLATIONS  # noqa: E402
 from slicepick.files import write_csv  # noqa: E402
 from slicepick.statistics import holm  # noqa: E402

@@ -142,6 +142,5 @@ def greedy_max_cover_points(points: np.ndarray, universe: np.ndarray, k: int,
             for start in range(0, n, block):
                 d = cdist(points[start:start + block], columns)
                 gains[start:start + block] -= (np.maximum(old - d, 0) - np.maximum(new - d, 0)).sum(1)
-            nearest[changed] = new
-            gains[~available] = -np.inf
+            nearest[changed] = new  # (chosen candidates stay at -inf: -inf minus a finite change)
     return chosen

@@ -22,7 +22,7 @@ from monai.networks.nets import BasicUNet
 from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 from slicepick.seeding import stream_seed
-from slicepick.training import TrainConfig, learning_rate
+from slicepick.training import TrainConfig, epochs_for, learning_rate
 
 log = logging.getLogger(__name__)
 Z_MULTIPLE = 16
@@ -102,9 +102,10 @@ def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, see
     transform = _augmentation(cfg.get("augment") or {}, patch)
     batch = int(cfg.get("batch_size", 1))
     per_epoch = math.ceil(len(items) / batch)
-    epochs = max(int(cfg["epochs"]), math.ceil(int(cfg.get("min_steps") or 0) / per_epoch))
+    schedule = TrainConfig(epochs=int(cfg["epochs"]), min_steps=int(cfg.get("min_steps") or 0), batch_size=batch,
+                           lr=float(cfg.get("lr", 1e-3)), lr_schedule=cfg.get("lr_schedule", "constant"))
+    epochs = epochs_for(schedule, len(items))
     model.to(device, memory_format=torch.channels_last_3d).train()  # 1.5x faster steps on CPU (benchmarks/README.md)
-    schedule = TrainConfig(epochs=epochs, lr=float(cfg.get("lr", 1e-3)), lr_schedule=cfg.get("lr_schedule", "constant"))
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     total_steps, step = epochs * per_epoch, 0
     history = []

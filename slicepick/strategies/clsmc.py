@@ -56,7 +56,6 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse import triu as sp_triu
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial.distance import cdist
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.neighbors import KDTree, kneighbors_graph
 

@@ -2,9 +2,10 @@
 
     python benchmarks/plan_paper_scale.py [CONFIG.yaml ...]
 
-Each config is dry-run through Snakemake's API twice, with the groups of profiles/slurm/config.yaml (one
-submission per method, seed and round) and of profiles/slurm-chain/config.yaml (one per method and seed),
-against an empty results folder (so every job is planned). Without arguments it plans config/brats2019.yaml and
+Each config is dry-run through Snakemake's API twice, with the groups and GPU limit of profiles/slurm/config.yaml
+(one submission per method, seed and round) and of profiles/slurm-chain/config.yaml (whole chains of rounds: one
+per method and seed, the paired methods of a seed together with their shared start), against an empty results
+folder (so every job is planned). Each config also gets what its largest submission asks for (GPUs, hours). Without arguments it plans config/brats2019.yaml and
 config/malc.yaml; where those are absent it builds a paper-scale stand-in in memory from config.yaml:
 10 seeds, 10 rounds (the papers' BraTS and MALC schedules), 7 methods (a method not implemented yet is
 planned with the random strategy's job shape, and said so). Prints one line per config and a total, then

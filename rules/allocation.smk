@@ -72,13 +72,8 @@ else:
             allocation_metrics(),
         output:
             metrics=f"{ALLOC}/metrics.csv",
-            heatmaps_png=report(
-                expand(f"{ALLOC}/figures/heatmap_{{model}}_{{method}}.png", model=ALLOC_CFG["models"],
-                       method=allocation_methods()),
-                category="Allocation study",
-            ),
-            heatmaps_pdf=expand(f"{ALLOC}/figures/heatmap_{{model}}_{{method}}.pdf", model=ALLOC_CFG["models"],
-                                method=allocation_methods()),
+            heatmaps_png=report(allocation_heatmaps("png"), category="Allocation study"),
+            heatmaps_pdf=allocation_heatmaps("pdf"),
             curves_png=report(
                 expand(f"{ALLOC}/figures/dice_vs_volumes_{{model}}.png", model=ALLOC_CFG["models"]),
                 category="Allocation study",
@@ -92,7 +87,7 @@ else:
             tables_tex=expand(f"{ALLOC}/tables/{{table}}.tex", table=ALLOC_TABLES),
         params:
             models=ALLOC_CFG["models"],
-            methods=allocation_methods(),
+            methods={model: method_names(ALLOC_CFG, model) for model in ALLOC_CFG["models"]},
         conda:
             "../envs/report.yaml"
         log:

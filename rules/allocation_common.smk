@@ -2,6 +2,7 @@
 from snakemake.exceptions import WorkflowError
 
 from slicepick.allocation.grid import cells as allocation_cells
+from slicepick.allocation.grid import method_names
 
 ALLOC = f"{DS}/allocation"
 ALLOC_CFG = config.get("allocation")
@@ -20,11 +21,13 @@ def allocation_metrics():
     ]
 
 
-def allocation_methods():
-    names = list(ALLOC_CFG["selections"])
-    if "ual" in names:
-        names += [f"ual_{a}" for a in ALLOC_CFG["ual_allocations"] if a != "equal"]
-    return names
+def allocation_heatmaps(ext):
+    """One heat map per model and each method that model is trained on."""
+    return [
+        f"{ALLOC}/figures/heatmap_{model}_{method}.{ext}"
+        for model in ALLOC_CFG["models"]
+        for method in method_names(ALLOC_CFG, model)
+    ]
 
 
 ALLOC_TABLES = ["selection", "interpolation", "allocation"]

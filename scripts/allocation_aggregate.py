@@ -7,7 +7,7 @@ out = snakemake.output
 metrics = report.collect(snakemake.input, out.metrics)
 i = 0
 for model in snakemake.params.models:
-    for method in snakemake.params.methods:
+    for method in snakemake.params.methods[model]:  # the order of rules/allocation_common.smk's heat maps
         report.heatmap(metrics, model, method, out.heatmaps_png[i], out.heatmaps_pdf[i])
         i += 1
 for j, model in enumerate(snakemake.params.models):

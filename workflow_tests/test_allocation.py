@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from conftest import REPO
-from slicepick.allocation.grid import cells, config_errors, data_errors, slices_per_volume
+from slicepick.allocation.grid import (cells, config_errors, data_errors, method_names, methods, model_interpolations,
+                                       slices_per_volume)
 from slicepick.allocation.interpolation import fill_between, morphological, region_sets, shape_based
 from slicepick.allocation.selection import choose_volumes, fixed_interval_positions, select
 from slicepick.allocation.volume3d import masked_loss
@@ -104,6 +105,33 @@ def test_check_config_refuses_a_cell_at_start_up():
         check_config(config, schema)
     config["allocation"] = {"cells": [[3, 4]]}
     with pytest.raises(ConfigError, match=r"B=3, s=4: more volumes than slices"):
+        check_config(config, schema)
+
+
+def test_a_model_runs_its_own_subset_of_the_grid():
+    study = {"cells": [[4, 2]], "selections": ["random", "fixed_interval", "ual"], "ual_allocations": ["equal", "free"],
+             "interpolations": ["none", "shape_based", "morphological"], "models": ["2d", "3d"],
+             "training_2d": {"epochs": 1}, "training_3d": {"selections": ["random", "ual"], "interpolations": ["none"]}}
+    assert methods(study) == [("random", "equal"), ("fixed_interval", "equal"), ("ual", "equal"), ("ual", "free")]
+    assert methods(study, "2d") == methods(study)  # no list of its own: the study's
+    assert methods(study, "3d") == [("random", "equal"), ("ual", "equal"), ("ual", "free")]
+    assert method_names(study, "3d") == ["random", "ual", "ual_free"]
+    assert model_interpolations(study, "2d") == study["interpolations"]
+    assert model_interpolations(study, "3d") == ["none"]
+    assert config_errors(study) == []
+    study["selections"] = ["fixed_interval", "ual"]
+    study["training_3d"]["interpolations"] = ["morphological"]
+    assert config_errors(study) == [
+        "config: allocation.training_3d.selections: ['random'] not in allocation.selections "
+        "['fixed_interval', 'ual'] (a model runs a subset of the study's selections)"]
+
+
+def test_check_config_refuses_a_model_selection_outside_the_study():
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["allocation"]["selections"] = ["fixed_interval", "ual"]
+    config["allocation"]["training_3d"]["selections"] = ["random"]
+    with pytest.raises(ConfigError, match=r"allocation.training_3d.selections: \['random'\] not in"):
         check_config(config, schema)
 
 

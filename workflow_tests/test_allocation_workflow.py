@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 CONFIG = REPO / "workflow_tests" / "config_allocation_tiny.yaml"
 CFG = yaml.safe_load(CONFIG.read_text())
 ALLOC = CFG["allocation"]
-METHODS = ["random", "fixed_interval", "ual", "ual_free"]
+METHODS = {"2d": ["random", "fixed_interval", "ual", "ual_free"], "3d": ["random", "ual", "ual_free"]}
 COLUMNS = ["dataset", "model", "budget", "n_volumes", "slices_per_volume", "selection", "allocation",
            "interpolation", "seed", "case", "region", "dice", "hd95", "degenerate"]
 
@@ -27,12 +27,14 @@ def test_metrics_are_tidy_and_complete(allocation_run):
     metrics = pd.read_csv(ds / "allocation" / "metrics.csv")
     assert list(metrics.columns) == COLUMNS
     n_test = len(pd.read_csv(ds / "prepared" / "split.csv").query("subset == 'test'"))
-    expected = len(ALLOC["cells"]) * len(ALLOC["seeds"]) * 2 * len(METHODS) * 3 * n_test * 3
-    assert len(metrics) == expected
+    per_model = len(ALLOC["cells"]) * len(ALLOC["seeds"]) * 3 * n_test * 3  # x interpolations, test cases, regions
+    assert len(metrics) == sum(len(names) for names in METHODS.values()) * per_model
     assert set(metrics.model) == {"2d", "3d"}
-    assert set(metrics.interpolation) == {"none", "shape_based", "morphological"}
-    assert set(zip(metrics.selection, metrics.allocation)) == {("random", "equal"), ("fixed_interval", "equal"),
-                                                               ("ual", "equal"), ("ual", "free")}
+    for model, names in METHODS.items():
+        rows = metrics[metrics.model == model]
+        assert set(rows.interpolation) == {"none", "shape_based", "morphological"}
+        assert sorted(set(rows.selection.where(rows.allocation == "equal", rows.selection + "_" + rows.allocation))) \
+            == sorted(names)  # the 3D model only on its own selections (training_3d.selections)
     assert (metrics.budget == (metrics.slices_per_volume * metrics.n_volumes).round()).all()
     assert metrics.dice.between(0, 1).all() and (metrics.hd95 >= 0).all()
     run = ["model", "budget", "n_volumes", "seed", "selection", "allocation", "interpolation"]
@@ -48,10 +50,11 @@ def test_selections_meet_the_budget(allocation_run):
 def test_heatmaps_curves_and_tables_exist(allocation_run):
     out = allocation_run / "results" / "tiny" / "allocation"
     for model in ("2d", "3d"):
-        for method in METHODS:
+        for method in METHODS[model]:
             for ext in ("png", "pdf"):
                 assert (out / "figures" / f"heatmap_{model}_{method}.{ext}").stat().st_size > 0
         assert (out / "figures" / f"dice_vs_volumes_{model}.png").stat().st_size > 0
+    assert not (out / "figures" / "heatmap_3d_fixed_interval.png").exists()  # not a 3D selection here
     for table in ("selection", "interpolation", "allocation"):
         for ext in ("csv", "md", "tex"):
             assert (out / "tables" / f"{table}.{ext}").stat().st_size > 0

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slicepick.allocation.grid import METRIC_COLUMNS, SELECTION_COLUMNS, cells, data_errors, slices_per_volume
+from slicepick.allocation.grid import (METRIC_COLUMNS, SELECTION_COLUMNS, cells, data_errors, methods,
+                                       model_interpolations, slices_per_volume)
 from slicepick.allocation.interpolation import (fill_between, itk_spacing, morphological_many, region_sets,
                                                 require_itk)
 from slicepick.allocation.selection import choose_volumes, select
@@ -32,14 +33,6 @@ log = logging.getLogger(__name__)
 
 class AllocationError(ValueError):
     pass
-
-
-def methods(alloc_cfg: dict) -> list[tuple[str, str]]:
-    """(selection, allocation) pairs of the config: every selection with equal allocation, and ual with free."""
-    out = [(sel, "equal") for sel in alloc_cfg["selections"]]
-    if "ual" in alloc_cfg["selections"]:
-        out += [("ual", a) for a in alloc_cfg.get("ual_allocations", ["equal"]) if a != "equal"]
-    return out
 
 
 def plan_selections(store_dir, out_csv, *, alloc_cfg: dict, seeds) -> pd.DataFrame:
@@ -154,7 +147,8 @@ def evaluate_3d(model, store, device, cfg3d: dict, percentile: float) -> pd.Data
 def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, budget: int, n_volumes: int,
              seed: int, model_kind: str, alloc_cfg: dict, unet_features, augment: dict, device: str = "auto",
              hd_percentile: float = 95.0, work_dir=None) -> pd.DataFrame:
-    """Train and evaluate ``model_kind`` (2d | 3d) on every method x interpolation of one cell and seed.
+    """Train and evaluate ``model_kind`` (2d | 3d) on its methods x interpolations (``grid.methods``,
+    ``grid.model_interpolations``) of one cell and seed.
 
     Finished runs are kept in ``work_dir`` (one CSV each, tagged with the run's fingerprint), so a
     job killed half-way resumes at the next run.
@@ -173,9 +167,9 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
     cfg = dict(alloc_cfg[f"training_{model_kind}"])
     frames, logs = [], []
     fills = None  # ITK's fills of every selection, made on first use
-    for selection, allocation in methods(alloc_cfg):
+    for selection, allocation in methods(alloc_cfg, model_kind):
         chosen = plan[(plan.selection == selection) & (plan.allocation == allocation)]
-        for interpolation in alloc_cfg["interpolations"]:
+        for interpolation in model_interpolations(alloc_cfg, model_kind):
             tag = f"{selection}-{allocation}-{interpolation}"
             run_id = fingerprint(ids=chosen.sample_id.tolist(), interpolation=interpolation, cfg=cfg, model=model_kind,
                                  features=list(unet_features), init=init_seed, augment=augment)
@@ -188,7 +182,7 @@ def run_cell(store_dir, selections_csv, out_metrics, out_log, *, dataset: str, b
                 if interpolation == "morphological":
                     if fills is None:
                         fills = morphological_fills(store, {m: plan[(plan.selection == m[0]) & (plan.allocation == m[1])]
-                                                            for m in methods(alloc_cfg)})
+                                                            for m in methods(alloc_cfg, model_kind)})
                     morph = fills[(selection, allocation)]
                 volumes = training_volumes(store, chosen, interpolation, sets, store.n_classes, morph)
                 n_labelled = sum(int(v["labelled"].sum()) for v in volumes)

@@ -30,6 +30,37 @@ def cells(alloc_cfg: dict) -> list[tuple[int, int]]:
     return sorted((int(b), int(s)) for b in alloc_cfg["budgets"] for s in alloc_cfg["n_volumes"])
 
 
+def model_selections(alloc_cfg: dict, model: str | None = None) -> list[str]:
+    """The selections ``model`` is trained on: its block's ``selections``, else the study's."""
+    own = (alloc_cfg.get(f"training_{model}") or {}).get("selections") if model else None
+    return list(own or alloc_cfg["selections"])
+
+
+def model_interpolations(alloc_cfg: dict, model: str | None = None) -> list[str]:
+    """The interpolations ``model`` is trained with: its block's ``interpolations``, else the study's."""
+    own = (alloc_cfg.get(f"training_{model}") or {}).get("interpolations") if model else None
+    return list(own or alloc_cfg["interpolations"])
+
+
+def methods(alloc_cfg: dict, model: str | None = None) -> list[tuple[str, str]]:
+    """(selection, allocation) pairs: every selection with equal allocation, and ual with the free ones.
+    With ``model``, only the selections that model is trained on (every model's, for the planning job)."""
+    selections = model_selections(alloc_cfg, model)
+    out = [(sel, "equal") for sel in selections]
+    if "ual" in selections:
+        out += [("ual", a) for a in alloc_cfg.get("ual_allocations", ["equal"]) if a != "equal"]
+    return out
+
+
+def method_label(selection: str, allocation: str) -> str:
+    """A method as named in tables and figures: the selection, or e.g. ``ual_free``."""
+    return selection if allocation == "equal" else f"{selection}_{allocation}"
+
+
+def method_names(alloc_cfg: dict, model: str | None = None) -> list[str]:
+    return [method_label(sel, alloc) for sel, alloc in methods(alloc_cfg, model)]
+
+
 def max_rho(budget: int, n_volumes: int) -> int:
     """The most slices any one volume gets in this cell."""
     return math.ceil(budget / n_volumes)
@@ -42,6 +73,13 @@ def config_errors(alloc_cfg: dict, n_train_volumes: int | None = None) -> list[s
     planning job checks it against the prepared store (:func:`data_errors`).
     """
     lines = []
+    for model in alloc_cfg.get("models", ()):
+        for key in ("selections", "interpolations"):
+            own = (alloc_cfg.get(f"training_{model}") or {}).get(key)
+            extra = sorted(set(own) - set(alloc_cfg.get(key, ()))) if own else []
+            if extra:
+                lines.append(f"config: allocation.training_{model}.{key}: {extra} not in allocation.{key} "
+                             f"{list(alloc_cfg[key])} (a model runs a subset of the study's {key})")
     for b, s in cells(alloc_cfg):
         if s > b:
             lines.append(f"config: allocation cell B={b}, s={s}: more volumes than slices in the budget (s > B)")

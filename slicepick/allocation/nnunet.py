@@ -26,10 +26,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from slicepick.allocation.experiment import methods, training_volumes
-from slicepick.allocation.grid import cells
+from slicepick.allocation.experiment import training_volumes
+from slicepick.allocation.grid import cells, method_label, methods
 from slicepick.allocation.interpolation import region_sets
-from slicepick.allocation.report import method_label
 from slicepick.allocation.volume3d import stack_case
 from slicepick.data.prepare import SliceStore
 

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import wilcoxon  # noqa: E402
 
-from slicepick.allocation.grid import METRIC_COLUMNS  # noqa: E402
+from slicepick.allocation.grid import METRIC_COLUMNS, method_label  # noqa: E402
 from slicepick.allocation.interpolation import INTERPOLATIONS  # noqa: E402
 from slicepick.files import write_csv  # noqa: E402
 from slicepick.statistics import holm  # noqa: E402
@@ -36,10 +36,6 @@ def collect(paths, out_csv) -> pd.DataFrame:
     metrics = metrics[METRIC_COLUMNS].sort_values(METRIC_COLUMNS[1:11]).reset_index(drop=True)
     write_csv(metrics, out_csv)
     return metrics
-
-
-def method_label(selection: str, allocation: str) -> str:
-    return selection if allocation == "equal" else f"{selection}_{allocation}"
 
 
 def with_method(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -194,6 +194,18 @@ def test_fill_between_none_labels_only_the_annotated_slices():
     assert not filled[1:5].any()
 
 
+@pytest.mark.parametrize("method", ["shape_based", "morphological"])
+def test_fill_between_labels_only_gaps_with_foreground_on_both_sides(method):
+    # annotated: 0 (disc), 4 (disc), 8 (empty), 12 (empty); the truth's disc goes on to slice 6
+    labels = np.zeros((13, 32, 32), np.uint8)
+    labels[0:7] = disc(6, size=32, centre=(16, 16))
+    filled, labelled = fill_between(labels, [0, 4, 8, 12], method, sets=region_sets({"fg": [1]}, [0, 1]),
+                                    n_classes=2, spacing_mm=(1, 1, 1))
+    assert labelled.tolist() == [True] * 5 + [False] * 3 + [True] + [False] * 3 + [True]
+    assert filled[1:4].all(axis=(1, 2)).sum() == 0 and filled[1:4].any(axis=(1, 2)).all()  # filled between discs
+    assert not filled[5:8].any() and not filled[9:12].any()  # not claimed as background: unlabelled
+
+
 def test_morphological_interpolation_between_discs():
     r1, r2 = 6, 14
     labels = two_discs(r1, r2, value=2)
@@ -227,7 +239,8 @@ def test_morphological_keeps_annotated_slices_and_their_labels_only():
                                     n_classes=4, spacing_mm=(1, 1, 1))
     np.testing.assert_array_equal(filled[[1, 4, 8]], labels[[1, 4, 8]])
     assert set(np.unique(filled).tolist()) <= {0, 1, 3}
-    assert labelled.tolist() == [False] + [True] * 8 + [False]
+    # both gaps have an empty end: only the annotated slices are labelled
+    assert np.flatnonzero(labelled).tolist() == [1, 4, 8] and not filled[[2, 3, 5, 6, 7]].any()
 
 
 # --- masked 3D loss -----------------------------------------------------------------------------
@@ -407,6 +420,55 @@ def test_3d_patches_and_sliding_window_keep_shapes_and_learn_only_from_labelled_
     other = [{**volumes[0], "label": np.where(labelled[None, None, :], volumes[0]["label"], 0).astype(np.uint8)}]
     train_volumes(b, other, cfg, seed=1, device="cpu")
     assert all(torch.allclose(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _seen_by_the_loss(monkeypatch, volumes, cfg):
+    """(image, label, mask) of every step of ``train_volumes``, as the masked loss receives them."""
+    from slicepick.allocation import volume3d
+
+    seen, loss = [], volume3d.masked_loss
+    monkeypatch.setattr(volume3d, "masked_loss", lambda logits, y, m, kind="dice": (
+        seen.append((y.numpy().copy(), m.numpy().copy())), loss(logits, y, m, kind))[1])
+    model = volume3d.build_unet3d(volumes[0]["image"].shape[0], 3, [2, 2, 4, 4, 8, 2], seed=0)
+    volume3d.train_volumes(model, volumes, {"batch_size": 1, "lr": 1e-3, **cfg}, seed=0, device="cpu")
+    return seen
+
+
+def _sparse_volume(z=20, labelled=(3, 9, 15), size=32):
+    rng = np.random.default_rng(0)
+    mask = np.zeros(z, bool)
+    mask[list(labelled)] = True
+    return {"image": rng.normal(size=(1, size, size, z)).astype(np.float32),
+            "label": rng.integers(0, 3, size=(size, size, z)).astype(np.uint8), "labelled": mask}
+
+
+def test_3d_training_moves_the_labelled_slices_to_random_depths(monkeypatch):
+    # With the labelled slices at fixed depths a 3D U-Net learned where they were and flooded the
+    # others with tumour (README). Each step rolls volume, labels and mask together.
+    from slicepick.allocation.volume3d import pad_depth
+
+    volume = _sparse_volume()
+    seen = _seen_by_the_loss(monkeypatch, [volume], {"epochs": 12})
+    label = pad_depth(volume["label"][None].astype(np.float32), 32)
+    depths = set()
+    mask = pad_depth(volume["labelled"], 32)
+    for y, m in seen:
+        shifts = [k for k in range(32) if np.array_equal(np.roll(mask, k), m[0, 0, 0, 0] > 0)]
+        assert len(shifts) == 1  # the mask moved whole
+        assert np.array_equal(y[0], np.roll(label, shifts[0], axis=-1))  # and the labels with it
+        depths.add(shifts[0])
+    assert len(depths) >= 6
+    fixed = _seen_by_the_loss(monkeypatch, [volume], {"epochs": 3, "z_shift": False})
+    assert all(list(np.flatnonzero(m[0, 0, 0, 0])) == [3, 9, 15] for _, m in fixed)
+
+
+def test_3d_patches_do_not_centre_the_labelled_slice(monkeypatch):
+    volume = _sparse_volume(z=40, labelled=(20,))
+    seen = _seen_by_the_loss(monkeypatch, [volume], {"epochs": 12, "patch_size": [32, 32, 16]})
+    where = {int(np.flatnonzero(m[0, 0, 0, 0])[0]) for _, m in seen if m.any()}
+    assert all(m.shape[-1] == 16 for _, m in seen) and len(where) >= 4
+    centred = _seen_by_the_loss(monkeypatch, [volume], {"epochs": 4, "patch_size": [32, 32, 16], "z_shift": False})
+    assert {int(np.flatnonzero(m[0, 0, 0, 0])[0]) for _, m in centred} == {8}  # MONAI's crop alone: the middle
 
 
 def test_3d_training_pads_each_volume_as_inference_does():

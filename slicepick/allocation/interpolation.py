@@ -7,8 +7,8 @@
   evaluated regions (BraTS WT, TC, ET) plus one per class; nesting is kept by never letting a
   region leave a region that contains it, and each voxel takes the class whose region pattern the
   distances satisfy best. A region absent from an annotated slice counts as far away (the
-  slice's diagonal), so it shrinks to nothing towards that slice. Nothing is extrapolated beyond
-  the first and last annotated slices.
+  slice's diagonal), so it shrinks to nothing towards that slice. Only gaps between two annotated
+  slices that both show foreground are labelled (``fill_between``); nothing is extrapolated.
 - ``morphological``: ITK's MorphologicalContourInterpolator (Albu et al. 2008; 3D Slicer's "Fill
   between slices"), run on each gap between two consecutive annotated slices separately: ITK
   takes an empty slice for an unannotated one, so a whole volume would bridge over annotated
@@ -167,7 +167,11 @@ def fill_between(labels: np.ndarray, positions, method: str, *, sets, n_classes:
 
     ``labels``: (Z, H, W) classes (only the annotated ``positions`` are read); ``spacing_mm``:
     (H, W, Z) spacing of the stored slices. Returns (labels (Z, H, W), labelled (Z,) bool): the
-    annotated slices, plus every slice between the first and last annotated one when interpolating.
+    annotated slices and, when interpolating, the slices of every gap between two annotated slices
+    that both show foreground. Other gaps stay unlabelled: from a slice with foreground to one
+    without, the structure ends somewhere in the gap and both methods would call the rest background;
+    between two slices without, a whole tumour can lie unseen. Labelling them background gave the
+    default's interpolated training labels a WT Dice of 0.0-0.5 against the truth in most volumes.
     ``morphological_result``: this volume's output of :func:`morphological_many`, when the caller
     interpolated many volumes in one child process.
     """
@@ -185,6 +189,9 @@ def fill_between(labels: np.ndarray, positions, method: str, *, sets, n_classes:
             morphological(labels, positions, itk_spacing(spacing_mm))
     else:
         raise ValueError(f"allocation: unknown interpolation '{method}' (known: {', '.join(INTERPOLATIONS)})")
-    if len(positions):
-        labelled[positions[0]:positions[-1] + 1] = True
+    for za, zb in zip(positions[:-1], positions[1:]):
+        if labels[za].any() and labels[zb].any():
+            labelled[za + 1:zb] = True
+        else:  # no evidence on one side: what lies in the gap is unknown, not background
+            out[za + 1:zb] = 0
     return out, labelled

@@ -6,6 +6,8 @@ slices before MONAI's Dice loss (and the cross-entropy, for ``dice_ce``, is aver
 voxels only), so an unlabelled slice adds nothing to the loss and its logits get exactly zero
 gradient. A volume's input is its stacked non-blank slices (C, H, W, Z), Z zero-padded to a
 multiple of 16 (four poolings) and to at least the patch size; the padding is never labelled.
+At every step the labelled slices move to a random depth (``RandZRolld``; patches cut at a random
+depth), or the network learns which depths carry labels.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceLoss
 from monai.networks.nets import BasicUNet
-from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
+from monai.transforms import (Compose, MapTransform, RandCropByPosNegLabeld, RandFlipd, Randomizable,
+                              RandScaleIntensityd, RandShiftIntensityd, RandSpatialCropd)
 
 from slicepick.seeding import stream_seed
 from slicepick.training import TrainConfig, epochs_for, learning_rate
@@ -69,12 +72,46 @@ def stack_case(store, case: str) -> tuple[np.ndarray, np.ndarray]:
     return np.moveaxis(np.array(store.images[ids]), 0, -1), np.moveaxis(np.array(store.labels[ids]), 0, -1)
 
 
-def _augmentation(augment: dict, patch_size):
+class RandZRolld(Randomizable, MapTransform):
+    """Rolls the volume, its labels and its mask of labelled slices by a random number of slices
+    (circularly, along the last axis), a new one for every sample.
+
+    Why: with the same slices labelled at every step, a 3D U-Net learns where they are (zero
+    padding tells it the absolute depth) and is right only there, flooding the unlabelled slices
+    with tumour (measured: Dice 0.93-0.98 on the labelled slices of its training volumes, 0.01-0.38
+    on the others). Rolled, a labelled slice can be at any depth. The seam joins the padded end to
+    the first slice; the stacked slices are the volume's non-blank extent, so it joins near-empty
+    ends.
+    """
+
+    def __init__(self, keys):
+        MapTransform.__init__(self, keys)
+        self._shift = 0
+
+    def randomize(self, depth: int) -> None:
+        self._shift = int(self.R.randint(depth))
+
+    def __call__(self, data):
+        d = dict(data)
+        self.randomize(np.shape(d[self.keys[0]])[-1])
+        for key in self.key_iterator(d):
+            d[key] = np.roll(np.asarray(d[key]), self._shift, axis=-1)
+        return d
+
+
+def _augmentation(augment: dict, patch_size, z_shift: bool = True):
     keys = ["image", "label", "mask"]
     steps = []
     if patch_size:
-        steps.append(RandCropByPosNegLabeld(keys, label_key="mask", spatial_size=list(patch_size), pos=1, neg=0,
+        # centred on a labelled voxel, then cut to size at a random offset: the labelled slice is not
+        # always the patch's middle one (the same leak as above, at a fixed depth of the patch)
+        wide = [patch_size[0], patch_size[1], 2 * patch_size[2]] if z_shift else list(patch_size)
+        steps.append(RandCropByPosNegLabeld(keys, label_key="mask", spatial_size=wide, pos=1, neg=0,
                                             num_samples=1, allow_smaller=True))
+        if z_shift:
+            steps.append(RandSpatialCropd(keys, roi_size=list(patch_size), random_size=False))
+    elif z_shift:
+        steps.append(RandZRolld(keys))
     if augment and augment.get("enabled", True):
         p = augment.get("flip_prob", 0.5)
         steps += [RandFlipd(keys, prob=p, spatial_axis=0), RandFlipd(keys, prob=p, spatial_axis=1),
@@ -99,7 +136,7 @@ def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, see
         items.append({"image": pad_depth(v["image"].astype(np.float32), depth),
                       "label": pad_depth(v["label"][None].astype(np.float32), depth),
                       "mask": pad_depth(mask, depth)})
-    transform = _augmentation(cfg.get("augment") or {}, patch)
+    transform = _augmentation(cfg.get("augment") or {}, patch, bool(cfg.get("z_shift", True)))
     batch = int(cfg.get("batch_size", 1))
     per_epoch = math.ceil(len(items) / batch)
     schedule = TrainConfig(epochs=int(cfg["epochs"]), min_steps=int(cfg.get("min_steps") or 0), batch_size=batch,

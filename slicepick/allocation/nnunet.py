@@ -18,8 +18,6 @@ consecutive class indices.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -30,7 +28,7 @@ from slicepick.allocation.experiment import training_volumes
 from slicepick.allocation.grid import cells, method_label, methods
 from slicepick.allocation.interpolation import region_sets
 from slicepick.allocation.volume3d import stack_case
-from slicepick.data.prepare import SliceStore
+from slicepick.data.prepare import SliceStore, atomic_folder
 
 
 def dataset_ids(alloc_cfg: dict, seeds, first_id: int) -> dict[tuple, int]:
@@ -81,8 +79,13 @@ def export_dataset(store: SliceStore, chosen: pd.DataFrame, interpolation: str, 
                    name: str, channel_names) -> Path:
     """One nnU-Net raw dataset of the selection ``chosen`` (rows: case, position) with ``interpolation``."""
     folder = out_dir / f"Dataset{dataset_id:03d}_{name}"
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(folder) as tmp:
+        _write_dataset(store, chosen, interpolation, tmp, name=name, channel_names=channel_names)
+    return folder
+
+
+def _write_dataset(store: SliceStore, chosen: pd.DataFrame, interpolation: str, tmp: Path, *, name: str,
+                   channel_names) -> None:
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (tmp / sub).mkdir(parents=True)
     meta = store.meta
@@ -111,10 +114,6 @@ def export_dataset(store: SliceStore, chosen: pd.DataFrame, interpolation: str, 
         dataset_json["regions_class_order"] = order
     (tmp / "dataset.json").write_text(json.dumps(dataset_json, indent=1))
     (tmp / "splits_final.json").write_text(json.dumps([{"train": train_cases, "val": train_cases}], indent=1))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
 
 
 def export_cell(store_dir, selections_csv, out_dir, *, dataset: str, budget: int, n_volumes: int, seed: int,

@@ -122,14 +122,18 @@ def greedy_max_cover_points(points: np.ndarray, universe: np.ndarray, k: int,
     # distance to the nearest choice; before any, the largest distance (the shift that makes F(empty) = 0)
     nearest = np.full(len(universe), farthest_distance(points, universe))
     step = max(1, chunk_elements // len(universe))
-    gains = np.concatenate([np.maximum(nearest - cdist(points[i:i + step], universe), 0).sum(1)
-                            for i in range(0, n, step)])
+
+    def gains_of(rows: np.ndarray) -> np.ndarray:  # exact gains of candidates ``rows``, in blocks
+        return np.concatenate([np.maximum(nearest - cdist(points[rows[i:i + step]], universe), 0).sum(1)
+                               for i in range(0, len(rows), step)])
+
+    gains = gains_of(np.arange(n))
     available = np.ones(n, bool)
     chosen: list[int] = []
     while len(chosen) < k:
         best = gains.max()
         close = np.flatnonzero(available & (gains >= best - 1e-9 * (abs(best) + 1.0)))
-        exact = np.maximum(nearest - cdist(points[close], universe), 0).sum(1)
+        exact = gains_of(close)
         i = int(close[np.argmax(exact)])  # the first of equal gains: the lowest index
         chosen.append(i)
         available[i] = False

@@ -30,7 +30,6 @@ from slicepick.training import TrainConfig, fingerprint, train_segmentation
 log = logging.getLogger(__name__)
 
 
-
 class AllocationError(ValueError):
     pass
 

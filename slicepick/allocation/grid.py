@@ -30,16 +30,19 @@ def cells(alloc_cfg: dict) -> list[tuple[int, int]]:
     return sorted((int(b), int(s)) for b in alloc_cfg["budgets"] for s in alloc_cfg["n_volumes"])
 
 
+def _own_list(alloc_cfg: dict, model: str | None, key: str) -> list[str] | None:
+    """``key`` (selections | interpolations) of the model's ``training_<model>`` block, if it lists one."""
+    return (alloc_cfg.get(f"training_{model}") or {}).get(key) if model else None
+
+
 def model_selections(alloc_cfg: dict, model: str | None = None) -> list[str]:
     """The selections ``model`` is trained on: its block's ``selections``, else the study's."""
-    own = (alloc_cfg.get(f"training_{model}") or {}).get("selections") if model else None
-    return list(own or alloc_cfg["selections"])
+    return list(_own_list(alloc_cfg, model, "selections") or alloc_cfg["selections"])
 
 
 def model_interpolations(alloc_cfg: dict, model: str | None = None) -> list[str]:
     """The interpolations ``model`` is trained with: its block's ``interpolations``, else the study's."""
-    own = (alloc_cfg.get(f"training_{model}") or {}).get("interpolations") if model else None
-    return list(own or alloc_cfg["interpolations"])
+    return list(_own_list(alloc_cfg, model, "interpolations") or alloc_cfg["interpolations"])
 
 
 def methods(alloc_cfg: dict, model: str | None = None) -> list[tuple[str, str]]:
@@ -75,7 +78,7 @@ def config_errors(alloc_cfg: dict, n_train_volumes: int | None = None) -> list[s
     lines = []
     for model in alloc_cfg.get("models", ()):
         for key in ("selections", "interpolations"):
-            own = (alloc_cfg.get(f"training_{model}") or {}).get(key)
+            own = _own_list(alloc_cfg, model, key)
             extra = sorted(set(own) - set(alloc_cfg.get(key, ()))) if own else []
             if extra:
                 lines.append(f"config: allocation.training_{model}.{key}: {extra} not in allocation.{key} "

@@ -487,5 +487,9 @@ def test_3d_training_pads_each_volume_as_inference_does():
                   device="cpu")
     assert sorted(s[-1] for s in seen) == [32, 48]
     seen.clear()
+    # in one batch too: not both at 48 (one forward pass per shape)
+    train_volumes(model, volumes, {"epochs": 1, "batch_size": 2, "lr": 1e-3}, seed=0, device="cpu")
+    assert sorted(s[-1] for s in seen) == [32, 48] and all(s[0] == 1 for s in seen)
+    seen.clear()
     predict_volume(model, volumes[0]["image"], "cpu")
     assert seen[0][-1] == 32

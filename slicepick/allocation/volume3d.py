@@ -130,7 +130,7 @@ def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, see
     items = []
     for v in volumes:
         # each volume padded to its own depth, as at inference: extra zero slices would change the instance
-        # norm's statistics between training and test (a batch pads to its deepest member)
+        # norm's statistics between training and test (so a batch runs one forward pass per shape)
         depth = padded_depth(v["image"].shape[-1], patch[2] if patch else None)
         mask = np.broadcast_to(v["labelled"][None, None, None, :], (1, *v["label"].shape)).astype(np.float32)
         items.append({"image": pad_depth(v["image"].astype(np.float32), depth),
@@ -157,15 +157,19 @@ def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, see
             if transform is not None:
                 picked = [transform(dict(it)) for it in picked]
                 picked = [p[0] if isinstance(p, list) else p for p in picked]
-            deepest = max(np.shape(p["image"])[-1] for p in picked)
-            x, y, m = (torch.stack([torch.as_tensor(pad_depth(np.asarray(p[k]), deepest)) for p in picked]).to(device)
-                       for k in ("image", "label", "mask"))
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+            shapes: dict[tuple, list] = {}
+            for p in picked:
+                shapes.setdefault(np.shape(p["image"]), []).append(p)
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(schedule, step, total_steps)
             step += 1
             optimiser.zero_grad()
-            loss = masked_loss(model(x), y, m, cfg.get("loss", "dice"))
+            loss = 0.0
+            for same in shapes.values():  # the batch's loss: each shape's, weighted by its volumes
+                x, y, m = (torch.stack([torch.as_tensor(np.asarray(p[k])) for p in same]).to(device)
+                           for k in ("image", "label", "mask"))
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+                loss = loss + masked_loss(model(x), y, m, cfg.get("loss", "dice")) * (len(same) / len(picked))
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(picked)

@@ -487,9 +487,12 @@ def test_3d_training_pads_each_volume_as_inference_does():
                   device="cpu")
     assert sorted(s[-1] for s in seen) == [32, 48]
     seen.clear()
-    # in one batch too: not both at 48 (one forward pass per shape)
+    # with batches of two: never both at 48; volumes of one depth share a batch (one forward pass)
     train_volumes(model, volumes, {"epochs": 1, "batch_size": 2, "lr": 1e-3}, seed=0, device="cpu")
     assert sorted(s[-1] for s in seen) == [32, 48] and all(s[0] == 1 for s in seen)
+    seen.clear()
+    train_volumes(model, volumes + volumes[:1], {"epochs": 2, "batch_size": 2, "lr": 1e-3}, seed=0, device="cpu")
+    assert sorted((s[0], s[-1]) for s in seen) == [(1, 48), (1, 48), (2, 32), (2, 32)]
     seen.clear()
     predict_volume(model, volumes[0]["image"], "cpu")
     assert seen[0][-1] == 32

@@ -138,22 +138,30 @@ def train_volumes(model: torch.nn.Module, volumes: list[dict], cfg: dict, *, see
                       "mask": pad_depth(mask, depth)})
     transform = _augmentation(cfg.get("augment") or {}, patch, bool(cfg.get("z_shift", True)))
     batch = int(cfg.get("batch_size", 1))
-    per_epoch = math.ceil(len(items) / batch)
+    # whole volumes are batched with volumes of their own depth: a batch of two depths costs a forward pass
+    # each (measured: 0.25 + 0.41 s a step against 0.17 s for two volumes of 32 slices); patches share one
+    depths = np.array([0 if patch else it["image"].shape[-1] for it in items])
+    per_epoch = sum(math.ceil(n / batch) for n in np.unique(depths, return_counts=True)[1])
     schedule = TrainConfig(epochs=int(cfg["epochs"]), min_steps=int(cfg.get("min_steps") or 0), batch_size=batch,
                            lr=float(cfg.get("lr", 1e-3)), lr_schedule=cfg.get("lr_schedule", "constant"))
-    epochs = epochs_for(schedule, len(items))
+    epochs = epochs_for(schedule, per_epoch * batch)  # as many samples as make per_epoch batches
     model.to(device, memory_format=torch.channels_last_3d).train()  # 1.5x faster steps on CPU (benchmarks/README.md)
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     total_steps, step = epochs * per_epoch, 0
     history = []
     for epoch in range(epochs):
         epoch_seed = stream_seed(seed, "epoch", epoch)
-        order = np.random.default_rng(epoch_seed).permutation(len(items))
+        rng = np.random.default_rng(epoch_seed)
+        order = rng.permutation(len(items))
+        batches = [same[i:i + batch] for same in (order[depths[order] == d] for d in np.unique(depths))
+                   for i in range(0, len(same), batch)]
+        if len(set(depths)) > 1:  # the depths take turns at random
+            batches = [batches[j] for j in rng.permutation(len(batches))]
         if transform is not None:
             transform.set_random_state(seed=epoch_seed)
         t0, total = time.perf_counter(), 0.0
-        for start in range(0, len(order), batch):
-            picked = [items[i] for i in order[start:start + batch]]
+        for chosen in batches:
+            picked = [items[i] for i in chosen]
             if transform is not None:
                 picked = [transform(dict(it)) for it in picked]
                 picked = [p[0] if isinstance(p, list) else p for p in picked]
